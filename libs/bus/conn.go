@@ -1,0 +1,107 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Connect dials url with unlimited reconnects and logs connection changes.
+// Extra options (nats.InProcessServer for the standalone process, credentials)
+// are applied last.
+func Connect(url, name string, log *slog.Logger, extra ...nats.Option) (*nats.Conn, error) {
+	opts := []nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectJitter(100*time.Millisecond, time.Second),
+		nats.RetryOnFailedConnect(true),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("nats disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subj := ""
+			if sub != nil {
+				subj = sub.Subject
+			}
+			log.Warn("nats async error", "subject", subj, "err", err)
+		}),
+	}
+	opts = append(opts, extra...)
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect nats %s: %w", url, err)
+	}
+	return nc, nil
+}
+
+// EnsureStream creates the stream or updates it to cfg; calling it twice is harmless.
+func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	var lastErr error
+	for attempt := 0; attempt < 5; attempt++ {
+		s, err := js.CreateOrUpdateStream(ctx, cfg)
+		if err == nil {
+			return s, nil
+		}
+		lastErr = err
+		// A fresh cluster can answer "no suitable peers" once right after election.
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Duration(attempt+1) * 100 * time.Millisecond):
+		}
+	}
+	return nil, fmt.Errorf("ensure stream %s: %w", cfg.Name, lastErr)
+}
+
+// EnsureKV creates the bucket or updates it to cfg; calling it twice is harmless.
+func EnsureKV(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("ensure kv %s: %w", cfg.Bucket, err)
+	}
+	return kv, nil
+}
+
+// WaitKV returns the bucket once its owner has declared it, polling until ctx
+// ends. Readers of another service's bucket use it instead of creating the
+// bucket themselves (only the owner declares).
+func WaitKV(ctx context.Context, js jetstream.JetStream, bucket string) (jetstream.KeyValue, error) {
+	for {
+		kv, err := js.KeyValue(ctx, bucket)
+		if err == nil {
+			return kv, nil
+		}
+		if !errors.Is(err, jetstream.ErrBucketNotFound) {
+			return nil, fmt.Errorf("open kv %s: %w", bucket, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("wait for kv %s: %w", bucket, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// StreamDefaults fills the settings every EGS stream shares: file storage, a
+// de-duplication window long enough to cover a restart, and one replica unless
+// set.
+func StreamDefaults(cfg jetstream.StreamConfig) jetstream.StreamConfig {
+	if cfg.Duplicates == 0 {
+		cfg.Duplicates = 10 * time.Minute
+	}
+	if cfg.Replicas == 0 {
+		cfg.Replicas = 1
+	}
+	return cfg
+}
