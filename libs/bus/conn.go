@@ -9,6 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/open-egs/egs/libs/events"
 )
 
 // Connect dials url with unlimited reconnects and logs connection changes.
@@ -104,4 +106,16 @@ func StreamDefaults(cfg jetstream.StreamConfig) jetstream.StreamConfig {
 		cfg.Replicas = 1
 	}
 	return cfg
+}
+
+// CommandStream is the work-queue stream of commands (egs.cmd.v1.>). Every
+// producer and consumer of commands declares it with exactly this config, so
+// whichever starts first creates it.
+func CommandStream() jetstream.StreamConfig {
+	return StreamDefaults(jetstream.StreamConfig{
+		Name:      events.StreamCommands,
+		Subjects:  []string{events.SubjectCommandsAll},
+		Retention: jetstream.WorkQueuePolicy,
+		Storage:   jetstream.FileStorage,
+	})
 }

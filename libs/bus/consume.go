@@ -69,12 +69,12 @@ func (c ConsumerSpec) withDefaults() ConsumerSpec {
 func EnsureConsumer(ctx context.Context, js jetstream.JetStream, spec ConsumerSpec) (jetstream.Consumer, error) {
 	spec = spec.withDefaults()
 	cfg := jetstream.ConsumerConfig{
-		Durable:        spec.Durable,
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        spec.AckWait,
-		MaxDeliver:     spec.MaxDeliver,
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
-		MaxAckPending:  1000,
+		Durable:       spec.Durable,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       spec.AckWait,
+		MaxDeliver:    spec.MaxDeliver,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		MaxAckPending: 1000,
 	}
 	if len(spec.FilterSubjects) == 1 {
 		cfg.FilterSubject = spec.FilterSubjects[0]

@@ -41,6 +41,7 @@ type Node struct {
 	GPUProduct    string            `json:"gpuProduct"`    // nvidia.com/gpu.product
 	GPUMemoryGB   int               `json:"gpuMemoryGB"`   // nvidia.com/gpu.memory (MiB on the label) in GB
 	GPUCount      int               `json:"gpuCount"`      // capacity nvidia.com/gpu
+	Managed       bool              `json:"managed"`       // false when labelled egs.io/managed=false
 	Ready         bool              `json:"ready"`         // NodeReady condition
 	Unschedulable bool              `json:"unschedulable"` // spec.unschedulable (cordoned)
 	CloudProvider string            `json:"cloudProvider"`
@@ -58,12 +59,12 @@ func (n Node) Healthy() bool { return n.Ready && !n.Unschedulable && n.GPUCount 
 // the nodes of one GPR over to its workspace, or take them back. The same
 // command may arrive more than once; applying it twice is harmless.
 type ProvisionCommand struct {
-	GPRID     string   `json:"gprId"`
-	Workspace string   `json:"workspace"`
-	Cluster   string   `json:"cluster"`
-	Nodes     []string `json:"nodes"`
+	GPRID      string   `json:"gprId"`
+	Workspace  string   `json:"workspace"`
+	Cluster    string   `json:"cluster"`
+	Nodes      []string `json:"nodes"`
 	Namespaces []string `json:"namespaces"`
-	Seq       int      `json:"seq"` // the GPR event seq that ordered it; echoed in the result
+	Seq        int      `json:"seq"` // the GPR event seq that ordered it; echoed in the result
 }
 
 // ProvisionResult is the payload of egs.provision.v1.<ws>.<gprId>.<applied|removed|failed>.

@@ -8,13 +8,13 @@ import (
 
 // Streams. Each is declared (create-or-update) by its owning service at start-up.
 const (
-	StreamWorkspace = "EGS_WORKSPACE" // owner: workspace
-	StreamGPR       = "EGS_GPR"       // owner: gpr-scheduler
-	StreamInventory = "EGS_INVENTORY" // owner: provisioner
-	StreamProvision = "EGS_PROVISION" // owner: provisioner
-	StreamCommands  = "EGS_CMD"       // work queue; declared by every consumer of commands
-	StreamAuth      = "EGS_AUTH"      // owner: auth
-	StreamDeadLetter = "EGS_DLQ"      // declared by bus.Consume users
+	StreamWorkspace  = "EGS_WORKSPACE" // owner: workspace
+	StreamGPR        = "EGS_GPR"       // owner: gpr-scheduler
+	StreamInventory  = "EGS_INVENTORY" // owner: provisioner
+	StreamProvision  = "EGS_PROVISION" // owner: provisioner
+	StreamCommands   = "EGS_CMD"       // work queue; declared by every consumer of commands
+	StreamAuth       = "EGS_AUTH"      // owner: auth
+	StreamDeadLetter = "EGS_DLQ"       // declared by bus.Consume users
 )
 
 // Subject filters of the streams above.
@@ -182,11 +182,11 @@ const (
 	RPCWorkspaceList   = "egs.rpc.v1.workspace.list"
 	RPCWorkspaceGet    = "egs.rpc.v1.workspace.get"
 
-	RPCAuthExchange     = "egs.rpc.v1.auth.exchange"
-	RPCAuthKeyCreate    = "egs.rpc.v1.auth.apikey-create"
-	RPCAuthKeyDelete    = "egs.rpc.v1.auth.apikey-delete"
-	RPCAuthKeyList      = "egs.rpc.v1.auth.apikey-list"
-	RPCAuthJWKS         = "egs.rpc.v1.auth.jwks"
+	RPCAuthExchange  = "egs.rpc.v1.auth.exchange"
+	RPCAuthKeyCreate = "egs.rpc.v1.auth.apikey-create"
+	RPCAuthKeyDelete = "egs.rpc.v1.auth.apikey-delete"
+	RPCAuthKeyList   = "egs.rpc.v1.auth.apikey-list"
+	RPCAuthJWKS      = "egs.rpc.v1.auth.jwks"
 
 	RPCGPRCreate      = "egs.rpc.v1.gpr-scheduler.create"
 	RPCGPRGet         = "egs.rpc.v1.gpr-scheduler.get"
