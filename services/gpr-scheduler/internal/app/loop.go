@@ -1,0 +1,244 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/open-egs/egs/libs/bus"
+	"github.com/open-egs/egs/libs/events"
+	"github.com/open-egs/egs/libs/logkey"
+
+	"github.com/open-egs/egs/services/gpr-scheduler/internal/gpr"
+	"github.com/open-egs/egs/services/gpr-scheduler/internal/queue"
+)
+
+// Loop runs scheduling passes until ctx ends: after every wake-up, at the next
+// expiry or milestone, and at least every retry interval (to retry what failed).
+func (s *Scheduler) Loop(ctx context.Context, retry time.Duration) error {
+	for {
+		next := s.pass(ctx)
+		wait := retry
+		if !next.IsZero() {
+			if d := next.Sub(s.now()); d < wait {
+				wait = max(d, time.Millisecond)
+			}
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-s.wake:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// pass does one round of work and returns when the next timed work is due
+// (zero if none).
+func (s *Scheduler) pass(ctx context.Context) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	var next time.Time
+	soon := func(t time.Time) {
+		if next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
+	for _, e := range s.recs {
+		if len(e.rec.Outbox) > 0 {
+			if err := s.flush(ctx, e); err != nil {
+				s.log.Warn("publish gpr events; will retry", logkey.GPRID, e.rec.ID, logkey.Err, err)
+			}
+		}
+		if e.rec.State != gpr.Provisioned {
+			continue
+		}
+		if !now.Before(e.rec.ExpiresAt) {
+			s.release(ctx, e, gpr.ReasonExpired, now)
+			continue
+		}
+		if pct := e.rec.DueMilestone(now); pct > 0 {
+			e.rec.Milestone(pct, now)
+			if err := s.save(ctx, e); err != nil {
+				s.log.Warn("store milestone", logkey.GPRID, e.rec.ID, logkey.Err, err)
+			} else if err := s.flush(ctx, e); err != nil {
+				s.log.Warn("publish milestone", logkey.GPRID, e.rec.ID, logkey.Err, err)
+			}
+		}
+		soon(e.rec.ExpiresAt)
+		if e.rec.Milestones < 3 {
+			soon(e.rec.MilestoneAt(25 * (e.rec.Milestones + 1)))
+		}
+	}
+	if len(s.nodes) == 0 {
+		return next
+	}
+	plan := queue.Schedule(s.snapshot(now))
+	s.waiting = plan.Waiting
+	for _, a := range plan.Admit {
+		s.admit(ctx, a, now)
+	}
+	return next
+}
+
+func (s *Scheduler) release(ctx context.Context, e *entry, reason string, now time.Time) {
+	before := *e.rec
+	if err := e.rec.Release(reason, now); err != nil {
+		return
+	}
+	if err := s.save(ctx, e); err != nil {
+		*e.rec = before
+		s.log.Warn("store release; will retry", logkey.GPRID, e.rec.ID, logkey.Err, err)
+		return
+	}
+	if err := s.flush(ctx, e); err != nil {
+		s.log.Warn("publish gpr events; will retry", logkey.GPRID, e.rec.ID, logkey.Err, err)
+	}
+	if err := s.command(ctx, events.CommandRemove, e.rec, e.rec.ReleaseSeq, ""); err != nil {
+		s.log.Warn("send remove; will retry", logkey.GPRID, e.rec.ID, logkey.Err, err)
+	}
+}
+
+func (s *Scheduler) admit(ctx context.Context, a queue.Admission, now time.Time) {
+	e, ok := s.recs[a.GPRID]
+	if !ok || e.rec.State != gpr.Queued {
+		return
+	}
+	if err := s.reserve(ctx, e.rec, a.Cluster, a.Nodes); err != nil {
+		s.log.Warn("reserve nodes", logkey.GPRID, e.rec.ID, logkey.Err, err)
+		s.Wake()
+		return
+	}
+	before := *e.rec
+	if err := e.rec.Admit(a.Cluster, a.Nodes, now); err != nil {
+		s.log.Error("admit", logkey.GPRID, e.rec.ID, logkey.Err, err)
+		return
+	}
+	if err := s.save(ctx, e); err != nil {
+		*e.rec = before
+		_ = s.freeNodesOf(ctx, e.rec)
+		s.log.Warn("store admission", logkey.GPRID, e.rec.ID, logkey.Err, err)
+		return
+	}
+	s.crash(CrashAfterAdmit)
+	if err := s.flush(ctx, e); err != nil {
+		s.log.Warn("publish gpr events; will retry", logkey.GPRID, e.rec.ID, logkey.Err, err)
+	}
+	if err := s.command(ctx, events.CommandApply, e.rec, e.rec.AdmitSeq, ""); err != nil {
+		s.log.Warn("send apply; will retry after restart", logkey.GPRID, e.rec.ID, logkey.Err, err)
+	}
+}
+
+// OnProvision handles the provisioner's reports. Reports that do not match
+// what the GPR waits for (duplicates, stale ones) are acknowledged and ignored.
+func (s *Scheduler) OnProvision(ctx context.Context, ev bus.Event, msg jetstream.Msg) error {
+	var res events.ProvisionResult
+	if err := ev.Decode(&res); err != nil {
+		return bus.Permanent(err)
+	}
+	kind := msg.Subject()[strings.LastIndexByte(msg.Subject(), '.')+1:]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.recs[res.GPRID]
+	if !ok {
+		return nil
+	}
+	now := s.now()
+	before := *e.rec
+	switch kind {
+	case events.ProvisionApplied:
+		if res.Seq != e.rec.AdmitSeq || !e.rec.Provisioned(now) {
+			return nil
+		}
+	case events.ProvisionRemoved:
+		if res.Seq != e.rec.ReleaseSeq || e.rec.State != gpr.Releasing {
+			return nil
+		}
+		if err := s.freeNodesOf(ctx, e.rec); err != nil {
+			return err
+		}
+		e.rec.Released(now)
+	case events.ProvisionFailed:
+		if res.Seq != e.rec.AdmitSeq || e.rec.State != gpr.Provisioning {
+			return nil
+		}
+		if err := s.freeNodesOf(ctx, e.rec); err != nil {
+			return err
+		}
+		e.rec.Fail(res.Error, now)
+	default:
+		return bus.Permanent(fmt.Errorf("unknown provision report %q", msg.Subject()))
+	}
+	if err := s.save(ctx, e); err != nil {
+		*e.rec = before
+		return err
+	}
+	if err := s.flush(ctx, e); err != nil {
+		s.log.Warn("publish gpr events; will retry", logkey.GPRID, e.rec.ID, logkey.Err, err)
+	}
+	s.Wake()
+	return nil
+}
+
+// WatchInventory mirrors the provisioner's inventory bucket. It calls loaded
+// once the initial values are in, then follows changes until ctx ends.
+func (s *Scheduler) WatchInventory(ctx context.Context, kv jetstream.KeyValue, loaded func()) error {
+	w, err := kv.WatchAll(ctx)
+	if err != nil {
+		return fmt.Errorf("watch inventory: %w", err)
+	}
+	defer func() { _ = w.Stop() }()
+	initial := true
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case u, ok := <-w.Updates():
+			if !ok {
+				return fmt.Errorf("inventory watch closed")
+			}
+			if u == nil {
+				if initial {
+					initial = false
+					loaded()
+					s.Wake()
+				}
+				continue
+			}
+			s.applyInventory(u)
+			if !initial {
+				s.Wake()
+			}
+		}
+	}
+}
+
+func (s *Scheduler) applyInventory(u jetstream.KeyValueEntry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.estDirty = true
+	if u.Operation() != jetstream.KeyValuePut {
+		for k, n := range s.nodes {
+			if events.NodeKey(n.Cluster, n.Name) == u.Key() {
+				delete(s.nodes, k)
+			}
+		}
+		return
+	}
+	var n events.Node
+	if err := json.Unmarshal(u.Value(), &n); err != nil {
+		s.log.Warn("undecodable inventory entry", "key", u.Key(), logkey.Err, err)
+		return
+	}
+	q := queue.Node{Cluster: n.Cluster, Name: n.Name, InstanceType: n.InstanceType, GPUProduct: n.GPUProduct,
+		GPUMemoryGB: n.GPUMemoryGB, GPUCount: n.GPUCount, Schedulable: n.Healthy() && n.Managed}
+	s.nodes[q.Key()] = q
+}

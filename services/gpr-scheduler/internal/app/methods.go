@@ -1,0 +1,345 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/open-egs/egs/libs/events"
+	"github.com/open-egs/egs/libs/logkey"
+	"github.com/open-egs/egs/libs/rpc"
+
+	"github.com/open-egs/egs/services/gpr-scheduler/internal/gpr"
+	"github.com/open-egs/egs/services/gpr-scheduler/internal/queue"
+)
+
+func (s *Scheduler) workspace(ctx context.Context, c rpc.Caller, name string) (rpc.Workspace, error) {
+	if !events.ValidToken(name) {
+		return rpc.Workspace{}, rpc.Errorf(rpc.Invalid, "sliceName %q is not a valid workspace name", name)
+	}
+	if !c.Allows(name) {
+		return rpc.Workspace{}, rpc.Errorf(rpc.Forbidden, "not allowed in workspace %s", name)
+	}
+	ws, err := rpc.Call[rpc.Workspace](ctx, s.nc, events.RPCWorkspaceGet, rpc.WorkspaceRef{Name: name})
+	if err != nil {
+		return rpc.Workspace{}, err
+	}
+	return ws, nil
+}
+
+func (s *Scheduler) nodeList() []queue.Node {
+	out := make([]queue.Node, 0, len(s.nodes))
+	for _, n := range s.nodes {
+		out = append(out, n)
+	}
+	return out
+}
+
+// Create validates and queues a new GPR.
+func (s *Scheduler) Create(ctx context.Context, req rpc.CreateGPRRequest) (rpc.CreateGPRReply, error) {
+	ws, err := s.workspace(ctx, req.Caller, req.Spec.Workspace)
+	if err != nil {
+		return rpc.CreateGPRReply{}, err
+	}
+	name := strings.TrimSpace(req.Spec.Name)
+	if name == "" || len(name) > 253 {
+		return rpc.CreateGPRReply{}, rpc.Errorf(rpc.Invalid, "gprName must be 1 to 253 characters")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	spec, err := resolveSpec(req.Spec, ws, s.nodeList())
+	if err != nil {
+		return rpc.CreateGPRReply{}, err
+	}
+	for attempt := 0; ; attempt++ {
+		e := &entry{rec: gpr.New(newGPRID(), name, ws.Name, spec, s.now())}
+		err := s.save(ctx, e)
+		if errors.Is(err, jetstream.ErrKeyExists) && attempt < 3 {
+			continue // an id collision: draw again
+		}
+		if err != nil {
+			return rpc.CreateGPRReply{}, err
+		}
+		s.recs[e.rec.ID] = e
+		// The GPR is stored: it is accepted even if publishing fails now (the
+		// loop retries the outbox).
+		if err := s.flush(ctx, e); err != nil {
+			s.log.Warn("publish gpr events; will retry", logkey.GPRID, e.rec.ID, logkey.Err, err)
+		}
+		s.Wake()
+		return rpc.CreateGPRReply{GPRID: e.rec.ID}, nil
+	}
+}
+
+func (s *Scheduler) find(c rpc.Caller, id string) (*entry, error) {
+	e, ok := s.recs[id]
+	if !ok || e.rec.State == gpr.Cancelled {
+		return nil, rpc.Errorf(rpc.NotFound, "GPR %s not found", id)
+	}
+	if !c.Allows(e.rec.Workspace) {
+		return nil, rpc.Errorf(rpc.Forbidden, "GPR %s belongs to another workspace", id)
+	}
+	return e, nil
+}
+
+// Get returns one GPR.
+func (s *Scheduler) Get(_ context.Context, ref rpc.GPRRef) (rpc.GPR, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, err := s.find(ref.Caller, ref.GPRID)
+	if err != nil {
+		return rpc.GPR{}, err
+	}
+	return s.view(e.rec), nil
+}
+
+// List returns the GPRs of a workspace, oldest first.
+func (s *Scheduler) List(ctx context.Context, req rpc.ListGPRsRequest) (rpc.GPRList, error) {
+	if _, err := s.workspace(ctx, req.Caller, req.Workspace); err != nil {
+		return rpc.GPRList{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := rpc.GPRList{Items: []rpc.GPR{}}
+	for _, e := range s.recs {
+		if e.rec.Workspace == req.Workspace && e.rec.State != gpr.Cancelled {
+			out.Items = append(out.Items, s.view(e.rec))
+		}
+	}
+	slices.SortFunc(out.Items, func(a, b rpc.GPR) int {
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.GPRID, b.GPRID)
+	})
+	return out, nil
+}
+
+// Update changes priority or name, or releases a provisioned GPR early.
+func (s *Scheduler) Update(ctx context.Context, req rpc.UpdateGPRRequest) (rpc.Empty, error) {
+	if req.Priority != nil && (*req.Priority < 1 || *req.Priority > 300) {
+		return rpc.Empty{}, rpc.Errorf(rpc.Invalid, "priority must be between 1 and 300, got %d", *req.Priority)
+	}
+	if req.Name != nil && (strings.TrimSpace(*req.Name) == "" || len(*req.Name) > 253) {
+		return rpc.Empty{}, rpc.Errorf(rpc.Invalid, "gprName must be 1 to 253 characters")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, err := s.find(req.Caller, req.GPRID)
+	if err != nil {
+		return rpc.Empty{}, err
+	}
+	release := req.EarlyRelease != nil && *req.EarlyRelease
+	if release && e.rec.State != gpr.Provisioned {
+		return rpc.Empty{}, conflict(e.rec.Release(gpr.ReasonEarlyRelease, s.now()))
+	}
+	before := *e.rec
+	if req.Priority != nil || req.Name != nil {
+		var name *string
+		if req.Name != nil {
+			n := strings.TrimSpace(*req.Name)
+			name = &n
+		}
+		if err := e.rec.Update(req.Priority, name, s.now()); err != nil {
+			return rpc.Empty{}, conflict(err)
+		}
+	}
+	if release {
+		if err := e.rec.Release(gpr.ReasonEarlyRelease, s.now()); err != nil {
+			*e.rec = before
+			return rpc.Empty{}, conflict(err)
+		}
+	}
+	if err := s.save(ctx, e); err != nil {
+		*e.rec = before
+		return rpc.Empty{}, err
+	}
+	if err := s.flush(ctx, e); err != nil {
+		s.log.Warn("publish gpr events; will retry", logkey.GPRID, e.rec.ID, logkey.Err, err)
+	}
+	if release {
+		if err := s.command(ctx, events.CommandRemove, e.rec, e.rec.ReleaseSeq, ""); err != nil {
+			s.log.Warn("send remove; will retry", logkey.GPRID, e.rec.ID, logkey.Err, err)
+		}
+	}
+	s.Wake()
+	return rpc.Empty{}, nil
+}
+
+// Delete cancels a GPR that is not provisioned.
+func (s *Scheduler) Delete(ctx context.Context, ref rpc.GPRRef) (rpc.Empty, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, err := s.find(ref.Caller, ref.GPRID)
+	if err != nil {
+		return rpc.Empty{}, err
+	}
+	before := *e.rec
+	done, err := e.rec.Cancel(s.now())
+	if err != nil {
+		return rpc.Empty{}, conflict(err)
+	}
+	if err := s.save(ctx, e); err != nil {
+		*e.rec = before
+		return rpc.Empty{}, err
+	}
+	if err := s.flush(ctx, e); err != nil {
+		s.log.Warn("publish gpr events; will retry", logkey.GPRID, e.rec.ID, logkey.Err, err)
+	}
+	if !done {
+		if err := s.command(ctx, events.CommandRemove, e.rec, e.rec.ReleaseSeq, ""); err != nil {
+			s.log.Warn("send remove; will retry", logkey.GPRID, e.rec.ID, logkey.Err, err)
+		}
+	}
+	s.Wake()
+	return rpc.Empty{}, nil
+}
+
+// WaitTime estimates when a GPR like the one described would start.
+func (s *Scheduler) WaitTime(ctx context.Context, req rpc.CreateGPRRequest) (rpc.WaitTime, error) {
+	ws, err := s.workspace(ctx, req.Caller, req.Spec.Workspace)
+	if err != nil {
+		return rpc.WaitTime{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	spec, err := resolveSpec(req.Spec, ws, s.nodeList())
+	if err != nil {
+		return rpc.WaitTime{}, err
+	}
+	now := s.now()
+	probe := &gpr.Record{ID: "gpr-probe", Workspace: ws.Name, Spec: spec, CreatedAt: now}
+	snap := s.snapshot(now)
+	snap.Queue = append(snap.Queue, request(probe))
+	at, ok := queue.Estimate(snap)[probe.ID]
+	if !ok {
+		return rpc.WaitTime{}, rpc.Errorf(rpc.Invalid, "no node of the workspace can ever satisfy this request")
+	}
+	return rpc.WaitTime{EstimatedStart: at, EstimatedWait: at.Sub(now)}, nil
+}
+
+// Allocations lists the ledger.
+func (s *Scheduler) Allocations(_ context.Context, _ rpc.Empty) (rpc.AllocationList, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := rpc.AllocationList{Allocations: make([]rpc.Allocation, 0, len(s.allocs))}
+	for _, le := range s.allocs {
+		out.Allocations = append(out.Allocations, le.alloc)
+	}
+	slices.SortFunc(out.Allocations, func(a, b rpc.Allocation) int {
+		return strings.Compare(a.Cluster+"/"+a.Node, b.Cluster+"/"+b.Node)
+	})
+	return out, nil
+}
+
+func conflict(err error) error {
+	var na *gpr.NotAllowedError
+	if errors.As(err, &na) {
+		return rpc.Errorf(rpc.Conflict, "%s", na.Msg)
+	}
+	return err
+}
+
+// view is the RPC shape of r, with why it waits and when it should start.
+func (s *Scheduler) view(r *gpr.Record) rpc.GPR {
+	now := s.now()
+	v := rpc.GPR{
+		GPRID: r.ID, Name: r.Name, Workspace: r.Workspace, Cluster: r.Cluster,
+		GPUsPerNode: r.Spec.GPUsPerNode, Nodes: r.Spec.Nodes, InstanceType: r.Spec.InstanceType,
+		GPUShape: r.Spec.GPUShape, MemoryPerGPU: r.Spec.MemoryPerGPU, Priority: r.Spec.Priority,
+		ExitDuration: r.Spec.ExitDuration, IdleTimeout: r.Spec.IdleTimeout, EnforceIdleTimeout: r.Spec.EnforceIdleTimeout,
+		EnableEviction: r.Spec.EnableEviction, RequeueOnFailure: r.Spec.RequeueOnFailure, EarlyRelease: r.EarlyRelease,
+		State: string(r.State), ProvisioningStatus: r.ProvisioningStatus(), InternalState: r.InternalState(),
+		Reason: r.Reason, FailureReason: r.FailureReason, GPUsAllocated: r.GPUsAllocated(),
+		NodeNames: slices.Clone(r.Nodes), CreatedAt: r.CreatedAt, StartedAt: r.StartedAt, CompletedAt: r.CompletedAt,
+		RetryCount: r.RetryCount,
+	}
+	if v.NodeNames == nil {
+		v.NodeNames = []string{}
+	}
+	if r.Active() {
+		if n, ok := s.nodes[r.Cluster+"/"+firstOr(r.Nodes)]; ok {
+			if v.InstanceType == "" {
+				v.InstanceType = n.InstanceType
+			}
+			if v.GPUShape == "" {
+				v.GPUShape = n.GPUProduct
+			}
+			if v.MemoryPerGPU == 0 {
+				v.MemoryPerGPU = n.GPUMemoryGB
+			}
+		}
+	}
+	switch r.State {
+	case gpr.Queued:
+		v.Reason = s.waiting[r.ID]
+		if v.Reason == "" {
+			v.Reason = "waiting for the next scheduling pass"
+		}
+		if at, ok := s.estimate(now)[r.ID]; ok {
+			v.EstimatedStart, v.EstimatedWait = at, max(at.Sub(now), 0)
+		}
+	case gpr.Provisioning:
+		v.EstimatedStart = now
+	default:
+		if !r.StartedAt.IsZero() {
+			v.EstimatedStart = r.StartedAt
+			v.EstimatedWait = r.StartedAt.Sub(r.CreatedAt).Round(time.Second)
+		}
+	}
+	return v
+}
+
+func firstOr(s []string) string {
+	if len(s) == 0 {
+		return ""
+	}
+	return s[0]
+}
+
+func (s *Scheduler) estimate(now time.Time) map[string]time.Time {
+	if s.estDirty || s.estimates == nil {
+		s.estimates = queue.Estimate(s.snapshot(now))
+		s.estDirty = false
+	}
+	return s.estimates
+}
+
+// snapshot is the queue's view of the present.
+func (s *Scheduler) snapshot(now time.Time) queue.Snapshot {
+	snap := queue.Snapshot{Now: now, Nodes: s.nodeList()}
+	covered := map[string]bool{}
+	for _, e := range s.recs {
+		r := e.rec
+		switch {
+		case r.State == gpr.Queued:
+			snap.Queue = append(snap.Queue, request(r))
+		case r.Active():
+			free := now
+			switch r.State {
+			case gpr.Provisioned:
+				free = r.ExpiresAt
+			case gpr.Provisioning:
+				free = now.Add(r.Spec.ExitDuration)
+			}
+			snap.Holdings = append(snap.Holdings, queue.Holding{GPRID: r.ID, Workspace: r.Workspace, Cluster: r.Cluster,
+				Nodes: r.Nodes, FreeAt: free})
+			for _, n := range r.Nodes {
+				covered[r.Cluster+"/"+n] = true
+			}
+		}
+	}
+	// Ledger entries no active GPR accounts for still block their nodes.
+	for key, le := range s.allocs {
+		if !covered[key] {
+			snap.Holdings = append(snap.Holdings, queue.Holding{GPRID: le.alloc.GPRID, Workspace: "\x00ledger",
+				Cluster: le.alloc.Cluster, Nodes: []string{le.alloc.Node}, FreeAt: now})
+		}
+	}
+	return snap
+}
+

@@ -1,0 +1,190 @@
+// Package service wires the GPR scheduler: it declares the GPR stream, the GPR
+// and ledger buckets and its consumer of provision reports, serves the
+// egs.rpc.v1.gpr-scheduler.* methods and runs the scheduling loop.
+//
+// Subjects published: egs.gpr.v1.<ws>.<gprId>.<event> (stream EGS_GPR),
+// egs.cmd.v1.provisioner.<apply|remove> (stream EGS_CMD). Consumed:
+// egs.provision.v1.> (durable gpr-scheduler-provision). Reads the bucket
+// EGS_INVENTORY (owned by the provisioner) and calls workspace.get.
+//
+// One replica is active at a time: the ledger's compare-and-set makes a
+// double allocation impossible even if two run, but the second would fight
+// the first over records.
+package service
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/open-egs/egs/libs/bus"
+	"github.com/open-egs/egs/libs/events"
+	"github.com/open-egs/egs/libs/rpc"
+
+	"github.com/open-egs/egs/services/gpr-scheduler/internal/app"
+)
+
+// Name is the service name (micro service, queue group, log field).
+const Name = "gpr-scheduler"
+
+// Version of the service.
+const Version = "0.1.0"
+
+// CrashAfterAdmit is the crash point between storing an admission and sending
+// its apply command.
+const CrashAfterAdmit = app.CrashAfterAdmit
+
+// Config is the scheduler's configuration.
+type Config struct {
+	AckWait        time.Duration
+	HandlerTimeout time.Duration
+	RetryInterval  time.Duration
+}
+
+// RegisterFlags registers the configuration as flags.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.DurationVar(&c.AckWait, "ack.wait", 30*time.Second, "Redelivery delay of an unacknowledged provision report.")
+	fs.DurationVar(&c.HandlerTimeout, "handler.timeout", 10*time.Second, "Deadline of one RPC or event; keep below ack.wait.")
+	fs.DurationVar(&c.RetryInterval, "retry.interval", 2*time.Second, "How often failed publishes are retried.")
+}
+
+// Defaults returns the flag defaults.
+func Defaults() Config {
+	var c Config
+	c.RegisterFlags(flag.NewFlagSet("", flag.ContinueOnError))
+	return c
+}
+
+// Validate reports every problem at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.HandlerTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("handler.timeout must be positive"))
+	}
+	if c.AckWait <= c.HandlerTimeout {
+		errs = append(errs, fmt.Errorf("ack.wait (%s) must exceed handler.timeout (%s)", c.AckWait, c.HandlerTimeout))
+	}
+	if c.RetryInterval <= 0 {
+		errs = append(errs, fmt.Errorf("retry.interval must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// Deps is what Run needs. The caller owns NATS.
+type Deps struct {
+	Config     Config
+	NATS       *nats.Conn
+	Log        *slog.Logger
+	Ready      func()
+	Now        func() time.Time
+	CrashPoint func(point string) // tests only: called at named points
+}
+
+// Run serves until ctx ends.
+func Run(ctx context.Context, d Deps) error {
+	if err := d.Config.Validate(); err != nil {
+		return err
+	}
+	js, err := jetstream.New(d.NATS)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	if _, err := bus.EnsureStream(ctx, js, bus.StreamDefaults(jetstream.StreamConfig{
+		Name: events.StreamGPR, Subjects: []string{events.SubjectGPRAll}, Storage: jetstream.FileStorage,
+		MaxAge: 90 * 24 * time.Hour,
+	})); err != nil {
+		return err
+	}
+	if _, err := bus.EnsureStream(ctx, js, bus.CommandStream()); err != nil {
+		return err
+	}
+	if err := bus.EnsureDeadLetterStream(ctx, js); err != nil {
+		return err
+	}
+	gprs, err := bus.EnsureKV(ctx, js, jetstream.KeyValueConfig{Bucket: events.BucketGPRs, History: 1, Storage: jetstream.FileStorage})
+	if err != nil {
+		return err
+	}
+	ledger, err := bus.EnsureKV(ctx, js, jetstream.KeyValueConfig{Bucket: events.BucketLedger, History: 1, Storage: jetstream.FileStorage})
+	if err != nil {
+		return err
+	}
+	s, err := app.New(ctx, app.Options{NATS: d.NATS, JS: js, GPRs: gprs, Ledger: ledger, Log: d.Log, Now: d.Now, CrashPoint: d.CrashPoint})
+	if err != nil {
+		return err
+	}
+	inv, err := bus.WaitKV(ctx, js, events.BucketInventory)
+	if err != nil {
+		return err
+	}
+	provStream, err := waitStream(ctx, js, events.StreamProvision)
+	if err != nil {
+		return err
+	}
+	_ = provStream
+	spec := bus.ConsumerSpec{Stream: events.StreamProvision, Durable: events.DurableSchedulerProvision,
+		FilterSubjects: []string{events.SubjectProvisionAll}, AckWait: d.Config.AckWait, HandlerTimeout: d.Config.HandlerTimeout}
+	cons, err := bus.EnsureConsumer(ctx, js, spec)
+	if err != nil {
+		return err
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	loaded := make(chan struct{})
+	g.Go(func() error { return s.WatchInventory(gctx, inv, func() { close(loaded) }) })
+	select {
+	case <-loaded:
+	case <-gctx.Done():
+		return g.Wait()
+	}
+	if err := s.Recover(ctx); err != nil {
+		return err
+	}
+	t := d.Config.HandlerTimeout
+	svc, err := rpc.Serve(d.NATS, Name, Version,
+		rpc.Method{Subject: events.RPCGPRCreate, Handler: rpc.Handle(d.Log, t, s.Create)},
+		rpc.Method{Subject: events.RPCGPRGet, Handler: rpc.Handle(d.Log, t, s.Get)},
+		rpc.Method{Subject: events.RPCGPRList, Handler: rpc.Handle(d.Log, t, s.List)},
+		rpc.Method{Subject: events.RPCGPRUpdate, Handler: rpc.Handle(d.Log, t, s.Update)},
+		rpc.Method{Subject: events.RPCGPRDelete, Handler: rpc.Handle(d.Log, t, s.Delete)},
+		rpc.Method{Subject: events.RPCGPRWaitTime, Handler: rpc.Handle(d.Log, t, s.WaitTime)},
+		rpc.Method{Subject: events.RPCGPRAllocations, Handler: rpc.Handle(d.Log, t, s.Allocations)},
+	)
+	if err != nil {
+		return err
+	}
+	g.Go(func() error { return s.Loop(gctx, d.Config.RetryInterval) })
+	g.Go(func() error { return bus.Consume(gctx, js, cons, spec, s.OnProvision, d.Log) })
+	g.Go(func() error {
+		<-gctx.Done()
+		return svc.Stop()
+	})
+	if d.Ready != nil {
+		d.Ready()
+	}
+	return g.Wait()
+}
+
+func waitStream(ctx context.Context, js jetstream.JetStream, name string) (jetstream.Stream, error) {
+	for {
+		st, err := js.Stream(ctx, name)
+		if err == nil {
+			return st, nil
+		}
+		if !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return nil, fmt.Errorf("open stream %s: %w", name, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("wait for stream %s: %w", name, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
