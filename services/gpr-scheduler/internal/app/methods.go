@@ -342,4 +342,3 @@ func (s *Scheduler) snapshot(now time.Time) queue.Snapshot {
 	}
 	return snap
 }
-

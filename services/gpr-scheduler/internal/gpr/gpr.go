@@ -287,7 +287,9 @@ func (r *Record) GPUsAllocated() int {
 	return len(r.Nodes) * r.Spec.GPUsPerNode
 }
 
-func (r *Record) emit(ev events.GPREvent, reason string, now time.Time) { r.emitPct(ev, reason, 0, now) }
+func (r *Record) emit(ev events.GPREvent, reason string, now time.Time) {
+	r.emitPct(ev, reason, 0, now)
+}
 
 func (r *Record) emitPct(ev events.GPREvent, reason string, pct int, now time.Time) {
 	r.Seq++
