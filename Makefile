@@ -1,0 +1,34 @@
+# The two commands: `make run` starts the whole product; `make test` runs every test.
+GO      ?= go
+BIN     := bin
+SERVICES := api auth workspace gpr-scheduler provisioner
+
+.PHONY: run build test vet fmt-check bench tidy clean
+
+run: ## every service in one process, embedded NATS, simulated GPU cluster
+	$(GO) build -o $(BIN)/egs ./services/standalone/cmd/egs
+	./$(BIN)/egs
+
+build: ## one binary per service, plus the standalone
+	@mkdir -p $(BIN)
+	@for s in $(SERVICES); do $(GO) build -o $(BIN)/$$s ./services/$$s/cmd/$$s || exit 1; done
+	$(GO) build -o $(BIN)/egs ./services/standalone/cmd/egs
+
+test: fmt-check vet ## all tests of every module, with the race detector
+	$(GO) test -race -count=1 -timeout 20m work
+
+vet:
+	$(GO) vet work
+
+fmt-check:
+	@out=$$(gofmt -l libs services); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+bench: ## admission throughput through the bus (see docs/benchmarks.md)
+	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 20m ./services/standalone/... ./services/gpr-scheduler/...
+
+tidy:
+	@for m in libs libs/testkit $(addprefix services/,$(SERVICES) standalone); do (cd $$m && $(GO) mod tidy) || exit 1; done
+	$(GO) work sync
+
+clean:
+	rm -rf $(BIN) .egs

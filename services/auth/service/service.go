@@ -1,0 +1,216 @@
+// Package service wires the auth service: its configuration, its
+// dependencies and Run, which declares the stream and bucket it owns, loads
+// the signing key, makes sure a bootstrap Owner key exists, serves the
+// egs.rpc.v1.auth.* methods and stops cleanly. It is public so that the
+// standalone process can compose every service in one binary.
+package service
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/open-egs/egs/libs/bus"
+	"github.com/open-egs/egs/libs/rpc"
+	"github.com/open-egs/egs/services/auth/internal/apikey"
+	"github.com/open-egs/egs/services/auth/internal/kvstore"
+	"github.com/open-egs/egs/services/auth/internal/natsapi"
+	"github.com/open-egs/egs/services/auth/internal/natspub"
+	"github.com/open-egs/egs/services/auth/internal/signing"
+)
+
+// Name is the service's name: the micro service name and queue group.
+const Name = "auth"
+
+// Version is the version the micro service reports.
+const Version = "0.1.0"
+
+// Files the service keeps in Config.DataDir.
+const (
+	SigningKeyFileName   = "auth-signing-key.pem"
+	BootstrapKeyFileName = "bootstrap-api-key"
+)
+
+// MinBootstrapKeyLen is the shortest accepted configured bootstrap secret.
+const MinBootstrapKeyLen = 16
+
+// Config is the configuration of the auth service.
+type Config struct {
+	// RPCTimeout bounds the handling of one request.
+	RPCTimeout time.Duration
+	// SigningKeyFile is an Ed25519 private key, PEM PKCS#8. If empty, the key
+	// is DataDir/auth-signing-key.pem (created if missing), or, without a
+	// DataDir, an ephemeral key.
+	SigningKeyFile string
+	// DataDir keeps the signing key and the generated bootstrap key.
+	DataDir string
+	// BootstrapAPIKey is the secret of the Owner key named "bootstrap". A
+	// secret: never log it.
+	BootstrapAPIKey string
+}
+
+// RegisterFlags registers the service's flags on fs, with their defaults.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.DurationVar(&c.RPCTimeout, "rpc.timeout", 10*time.Second, "Deadline of one request/reply call.")
+	fs.StringVar(&c.SigningKeyFile, "signing.key.file", "",
+		"Ed25519 token signing key, PEM PKCS#8. Default: <data.dir>/"+SigningKeyFileName+
+			" (created if missing), else an ephemeral key.")
+	fs.StringVar(&c.DataDir, "data.dir", "", "Directory for the signing key and the generated bootstrap API key.")
+	fs.StringVar(&c.BootstrapAPIKey, "bootstrap.api-key", "",
+		"Secret of the bootstrap Owner API key. Default: generate one at first start and print it once.")
+}
+
+// Validate reports every problem of the configuration at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.RPCTimeout <= 0 {
+		errs = append(errs, errors.New("rpc.timeout must be positive"))
+	}
+	if k := c.BootstrapAPIKey; k != "" && (len(k) < MinBootstrapKeyLen || strings.ContainsAny(k, " \t\r\n")) {
+		errs = append(errs, fmt.Errorf("bootstrap.api-key must be at least %d characters without white space",
+			MinBootstrapKeyLen))
+	}
+	return errors.Join(errs...)
+}
+
+// Deps are what Run needs; the caller owns and closes NATS.
+type Deps struct {
+	Config Config
+	NATS   *nats.Conn
+	Log    *slog.Logger     // nil: discard
+	Ready  func()           // called once when declared and serving; may be nil
+	Stdout io.Writer        // where a generated bootstrap key is shown, once; nil: not shown
+	Now    func() time.Time // the clock; nil: time.Now
+}
+
+// Run declares the auth stream (events.StreamAuth) and the API keys bucket
+// (events.BucketAPIKeys), loads the signing key, republishes the created
+// events a crash may have lost, makes sure the bootstrap key exists, serves
+// the RPC methods until ctx ends, then stops taking requests and returns nil.
+// A failure while starting is returned at once.
+func Run(ctx context.Context, d Deps) error {
+	if err := d.Config.Validate(); err != nil {
+		return fmt.Errorf("auth config: %w", err)
+	}
+	if d.NATS == nil {
+		return errors.New("auth: no NATS connection")
+	}
+	log := d.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	now := d.Now
+	if now == nil {
+		now = time.Now
+	}
+	if d.Config.DataDir != "" {
+		if err := os.MkdirAll(d.Config.DataDir, 0o700); err != nil {
+			return fmt.Errorf("create data dir: %w", err)
+		}
+	}
+	signer, err := loadSigner(d.Config, log)
+	if err != nil {
+		return err
+	}
+	js, err := jetstream.New(d.NATS)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	if _, err := bus.EnsureStream(ctx, js, natspub.Stream()); err != nil {
+		return err
+	}
+	kv, err := bus.EnsureKV(ctx, js, kvstore.Bucket())
+	if err != nil {
+		return err
+	}
+	m := apikey.NewManager(kvstore.New(kv), kvstore.NewWorkspaces(js), natspub.New(js), now)
+	n, err := m.Recover(ctx)
+	if err != nil {
+		return fmt.Errorf("republish api key events: %w", err)
+	}
+	if n > 0 {
+		log.Info("republished api key created events", "count", n)
+	}
+	if err := bootstrap(ctx, m, d, log); err != nil {
+		return err
+	}
+	svc, err := rpc.Serve(d.NATS, Name, Version, natsapi.New(m, signer, now).Methods(log, d.Config.RPCTimeout)...)
+	if err != nil {
+		return err
+	}
+	log.Info("auth service ready")
+	if d.Ready != nil {
+		d.Ready()
+	}
+	<-ctx.Done()
+	// Stop drains the endpoints: requests in hand finish, no new ones arrive.
+	if err := svc.Stop(); err != nil {
+		return fmt.Errorf("stop auth rpc: %w", err)
+	}
+	log.Info("auth service stopped")
+	return nil
+}
+
+func loadSigner(cfg Config, log *slog.Logger) (*signing.Signer, error) {
+	switch {
+	case cfg.SigningKeyFile != "":
+		return signing.LoadFile(cfg.SigningKeyFile)
+	case cfg.DataDir != "":
+		path := filepath.Join(cfg.DataDir, SigningKeyFileName)
+		s, created, err := signing.LoadOrCreate(path)
+		if err != nil {
+			return nil, err
+		}
+		if created {
+			log.Info("created token signing key", "path", path)
+		}
+		return s, nil
+	default:
+		log.Warn("no signing.key.file or data.dir: using an ephemeral signing key; " +
+			"tokens will not verify after a restart and replicas will not agree")
+		return signing.Generate()
+	}
+}
+
+// bootstrap makes sure the bootstrap Owner key exists. A generated secret is
+// written to DataDir and printed to Stdout, once; never to the log.
+func bootstrap(ctx context.Context, m *apikey.Manager, d Deps, log *slog.Logger) error {
+	secret, err := m.EnsureBootstrap(ctx, d.Config.BootstrapAPIKey)
+	if err != nil {
+		return err
+	}
+	if secret == "" {
+		return nil
+	}
+	shown := false
+	if d.Config.DataDir != "" {
+		path := filepath.Join(d.Config.DataDir, BootstrapKeyFileName)
+		if err := signing.WriteFile(path, []byte(secret+"\n")); err != nil {
+			return fmt.Errorf("save bootstrap api key: %w", err)
+		}
+		log.Info("wrote the bootstrap Owner API key", "path", path)
+		shown = true
+	}
+	if d.Stdout != nil {
+		if _, err := fmt.Fprintf(d.Stdout, "EGS bootstrap Owner API key (shown once, keep it safe): %s\n", secret); err != nil {
+			return fmt.Errorf("show bootstrap api key: %w", err)
+		}
+		shown = true
+	}
+	if !shown {
+		log.Warn("generated a bootstrap Owner API key but had nowhere to show it; set bootstrap.api-key to replace it")
+	} else {
+		log.Info("generated the bootstrap Owner API key", "name", apikey.BootstrapName)
+	}
+	return nil
+}

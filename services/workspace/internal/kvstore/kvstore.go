@@ -1,0 +1,217 @@
+// Package kvstore keeps workspaces in the JetStream KV bucket the workspace
+// service owns, and reads the cluster registry the provisioner owns.
+package kvstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/open-egs/egs/libs/events"
+	"github.com/open-egs/egs/libs/rpc"
+	"github.com/open-egs/egs/services/workspace/internal/workspace"
+)
+
+var _ workspace.Store = (*Store)(nil)
+
+// record is the value of a workspace key: the wire shape of rpc.Workspace
+// (which other services read) plus the published flag.
+type record struct {
+	rpc.Workspace
+	Published bool `json:"published"`
+}
+
+// Store keeps workspaces in a KV bucket, key = workspace name. It is safe for
+// concurrent use.
+type Store struct {
+	kv jetstream.KeyValue
+}
+
+// New returns a Store on kv (the bucket events.BucketWorkspaces).
+func New(kv jetstream.KeyValue) *Store { return &Store{kv: kv} }
+
+// Bucket is the configuration of the workspaces bucket.
+func Bucket() jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:      events.BucketWorkspaces,
+		Description: "Workspaces; owner: workspace service",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+	}
+}
+
+func encode(ws workspace.Workspace, published bool) ([]byte, error) {
+	b, err := json.Marshal(record{Workspace: rpc.Workspace{
+		Name:       ws.Name,
+		Clusters:   ws.Clusters,
+		Namespaces: ws.Namespaces,
+		Username:   ws.Username,
+		Email:      ws.Email,
+		CreatedAt:  ws.CreatedAt,
+	}, Published: published})
+	if err != nil {
+		return nil, fmt.Errorf("encode workspace %s: %w", ws.Name, err)
+	}
+	return b, nil
+}
+
+func decode(e jetstream.KeyValueEntry) (workspace.Stored, error) {
+	var r record
+	if err := json.Unmarshal(e.Value(), &r); err != nil {
+		return workspace.Stored{}, fmt.Errorf("decode workspace %s: %w", e.Key(), err)
+	}
+	w := r.Workspace
+	return workspace.Stored{
+		Workspace: workspace.Restore(w.Name, w.Clusters, w.Namespaces, w.Username, w.Email, w.CreatedAt),
+		Revision:  e.Revision(),
+		Published: r.Published,
+	}, nil
+}
+
+// Create stores ws unpublished with kv.Create, so of two replicas creating the
+// same name only one succeeds; the other gets workspace.ErrExists.
+func (s *Store) Create(ctx context.Context, ws workspace.Workspace) (uint64, error) {
+	b, err := encode(ws, false)
+	if err != nil {
+		return 0, err
+	}
+	rev, err := s.kv.Create(ctx, ws.Name, b)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return 0, fmt.Errorf("create workspace %s: %w", ws.Name, workspace.ErrExists)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("create workspace %s: %w", ws.Name, err)
+	}
+	return rev, nil
+}
+
+// Get returns the workspace called name, or workspace.ErrNotFound.
+func (s *Store) Get(ctx context.Context, name string) (workspace.Stored, error) {
+	e, err := s.kv.Get(ctx, name)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrInvalidKey) {
+		return workspace.Stored{}, fmt.Errorf("get workspace %s: %w", name, workspace.ErrNotFound)
+	}
+	if err != nil {
+		return workspace.Stored{}, fmt.Errorf("get workspace %s: %w", name, err)
+	}
+	return decode(e)
+}
+
+// List returns every workspace, read in one pass over the bucket.
+func (s *Store) List(ctx context.Context) ([]workspace.Stored, error) {
+	w, err := s.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("list workspaces: %w", err)
+	}
+	defer func() { _ = w.Stop() }()
+	var out []workspace.Stored
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("list workspaces: %w", ctx.Err())
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, errors.New("list workspaces: watcher closed")
+			}
+			if e == nil { // every current value has been delivered
+				return out, nil
+			}
+			st, err := decode(e)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, st)
+		}
+	}
+}
+
+// MarkPublished sets the published flag of the record at rev; a record that
+// moved on since rev is left alone (someone else marked or deleted it).
+func (s *Store) MarkPublished(ctx context.Context, name string, rev uint64) error {
+	st, err := s.Get(ctx, name)
+	if errors.Is(err, workspace.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if st.Revision != rev || st.Published {
+		return nil
+	}
+	b, err := encode(st.Workspace, true)
+	if err != nil {
+		return err
+	}
+	_, err = s.kv.Update(ctx, name, b, rev)
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("mark workspace %s published: %w", name, err)
+	}
+	return nil
+}
+
+// Delete removes the record at rev: workspace.ErrChanged if it moved on.
+func (s *Store) Delete(ctx context.Context, name string, rev uint64) error {
+	err := s.kv.Delete(ctx, name, jetstream.LastRevision(rev))
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return fmt.Errorf("delete workspace %s at revision %d: %w", name, rev, workspace.ErrChanged)
+	}
+	if err != nil {
+		return fmt.Errorf("delete workspace %s: %w", name, err)
+	}
+	return nil
+}
+
+var _ workspace.Clusters = (*Clusters)(nil)
+
+// Clusters reads the cluster registry (events.BucketClusters, owned by the
+// provisioner). Until the provisioner has declared the bucket, no cluster is
+// registered. It is safe for concurrent use.
+type Clusters struct {
+	js jetstream.JetStream
+
+	mu sync.Mutex
+	kv jetstream.KeyValue // nil until the bucket exists
+}
+
+// NewClusters returns a registry reader on js.
+func NewClusters(js jetstream.JetStream) *Clusters { return &Clusters{js: js} }
+
+func (c *Clusters) bucket(ctx context.Context) (jetstream.KeyValue, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.kv != nil {
+		return c.kv, nil
+	}
+	kv, err := c.js.KeyValue(ctx, events.BucketClusters)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open kv %s: %w", events.BucketClusters, err)
+	}
+	c.kv = kv
+	return kv, nil
+}
+
+// Registered reports whether the cluster called name is registered.
+func (c *Clusters) Registered(ctx context.Context, name string) (bool, error) {
+	kv, err := c.bucket(ctx)
+	if err != nil || kv == nil {
+		return false, err
+	}
+	_, err = kv.Get(ctx, name)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrInvalidKey) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("get cluster %s: %w", name, err)
+	}
+	return true, nil
+}
