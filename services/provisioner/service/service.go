@@ -126,6 +126,7 @@ func Run(ctx context.Context, d Deps) error {
 		Durable:        events.DurableProvisionerCommands,
 		FilterSubjects: []string{events.SubjectProvisionerCommands},
 		HandlerTimeout: d.Config.HandlerTimeout,
+		AckWait:        d.Config.AckWait,
 	}
 	cons, err := bus.EnsureConsumer(ctx, js, spec)
 	if err != nil {

@@ -33,8 +33,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	var cfg service.Config
 	cfg.RegisterFlags(fs)
 	natsURL := fs.String("nats.url", "nats://127.0.0.1:4222", "NATS server URL.")
-	level := new(slog.LevelVar)
-	fs.TextVar(level, "log.level", slog.LevelInfo, "Minimum log level.")
+	var level slog.Level
+	fs.TextVar(&level, "log.level", slog.LevelInfo, "Minimum log level.")
 	if err := config.Parse(fs, "EGS_GPR_SCHEDULER", args, getenv); err != nil {
 		return err
 	}

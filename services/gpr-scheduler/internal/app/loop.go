@@ -118,7 +118,11 @@ func (s *Scheduler) admit(ctx context.Context, a queue.Admission, now time.Time)
 		return
 	}
 	before := *e.rec
-	if err := e.rec.Admit(a.Cluster, a.Nodes, now); err != nil {
+	var shape gpr.Shape
+	if n, ok := s.nodes[a.Cluster+"/"+firstOr(a.Nodes)]; ok {
+		shape = gpr.Shape{InstanceType: n.InstanceType, GPUProduct: n.GPUProduct, MemoryGB: n.GPUMemoryGB}
+	}
+	if err := e.rec.Admit(a.Cluster, a.Nodes, shape, now); err != nil {
 		s.log.Error("admit", logkey.GPRID, e.rec.ID, logkey.Err, err)
 		return
 	}

@@ -261,18 +261,14 @@ func (s *Scheduler) view(r *gpr.Record) rpc.GPR {
 	if v.NodeNames == nil {
 		v.NodeNames = []string{}
 	}
-	if r.Active() {
-		if n, ok := s.nodes[r.Cluster+"/"+firstOr(r.Nodes)]; ok {
-			if v.InstanceType == "" {
-				v.InstanceType = n.InstanceType
-			}
-			if v.GPUShape == "" {
-				v.GPUShape = n.GPUProduct
-			}
-			if v.MemoryPerGPU == 0 {
-				v.MemoryPerGPU = n.GPUMemoryGB
-			}
-		}
+	if v.InstanceType == "" {
+		v.InstanceType = r.Shape.InstanceType
+	}
+	if v.GPUShape == "" {
+		v.GPUShape = r.Shape.GPUProduct
+	}
+	if v.MemoryPerGPU == 0 {
+		v.MemoryPerGPU = r.Shape.MemoryGB
 	}
 	switch r.State {
 	case gpr.Queued:

@@ -60,6 +60,14 @@ type Spec struct {
 	RequeueOnFailure   bool          `json:"requeueOnFailure"`
 }
 
+// Shape describes the nodes a GPR was given (auto-selection leaves the spec's
+// shape empty; the answer shows what was chosen).
+type Shape struct {
+	InstanceType string `json:"instanceType"`
+	GPUProduct   string `json:"gpuProduct"`
+	MemoryGB     int    `json:"memoryGB"`
+}
+
 // Record is a GPR as the scheduler stores it (one KV entry per GPR).
 type Record struct {
 	ID            string       `json:"id"`
@@ -72,6 +80,7 @@ type Record struct {
 	EarlyRelease  bool         `json:"earlyRelease"`
 	Cluster       string       `json:"cluster"`
 	Nodes         []string     `json:"nodes"`
+	Shape         Shape        `json:"shape"` // of the nodes given, once admitted
 	CreatedAt     time.Time    `json:"createdAt"`
 	AdmittedAt    time.Time    `json:"admittedAt"`
 	StartedAt     time.Time    `json:"startedAt"`
@@ -110,11 +119,11 @@ func (r *Record) Final() bool {
 }
 
 // Admit reserves nodes of cluster for a queued GPR.
-func (r *Record) Admit(cluster string, nodes []string, now time.Time) error {
+func (r *Record) Admit(cluster string, nodes []string, shape Shape, now time.Time) error {
 	if r.State != Queued {
 		return fmt.Errorf("admit %s in state %s", r.ID, r.State)
 	}
-	r.State, r.Cluster, r.Nodes, r.AdmittedAt = Provisioning, cluster, slices.Clone(nodes), now
+	r.State, r.Cluster, r.Nodes, r.Shape, r.AdmittedAt = Provisioning, cluster, slices.Clone(nodes), shape, now
 	r.emit(events.GPRAdmitted, fmt.Sprintf("%d node(s) on %s reserved", len(nodes), cluster), now)
 	r.AdmitSeq = r.Seq
 	return nil

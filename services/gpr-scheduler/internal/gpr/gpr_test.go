@@ -26,7 +26,7 @@ func eventsOf(r *Record) []events.GPREvent {
 
 func TestLifecycleEarlyRelease(t *testing.T) {
 	r := newRec()
-	if err := r.Admit("c1", []string{"n1", "n2"}, t0.Add(time.Second)); err != nil {
+	if err := r.Admit("c1", []string{"n1", "n2"}, Shape{}, t0.Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	if got := r.ProvisioningStatus() + "/" + r.InternalState(); got != "Queued/Reserved" {
@@ -83,13 +83,13 @@ func TestRefusals(t *testing.T) {
 			msg:   "Cannot update early release of GPR in Queued state",
 		},
 		"delete while provisioned": {
-			setup: func(r *Record) { _ = r.Admit("c1", []string{"n1"}, t0); r.Provisioned(t0) },
+			setup: func(r *Record) { _ = r.Admit("c1", []string{"n1"}, Shape{}, t0); r.Provisioned(t0) },
 			op:    func(r *Record) error { _, err := r.Cancel(t0); return err },
 			msg:   "Cannot delete GPR in Successful state",
 		},
 		"early release twice": {
 			setup: func(r *Record) {
-				_ = r.Admit("c1", []string{"n1"}, t0)
+				_ = r.Admit("c1", []string{"n1"}, Shape{}, t0)
 				r.Provisioned(t0)
 				_ = r.Release(ReasonEarlyRelease, t0)
 			},
@@ -98,7 +98,7 @@ func TestRefusals(t *testing.T) {
 		},
 		"update after completion": {
 			setup: func(r *Record) {
-				_ = r.Admit("c1", []string{"n1"}, t0)
+				_ = r.Admit("c1", []string{"n1"}, Shape{}, t0)
 				r.Provisioned(t0)
 				_ = r.Release(ReasonExpired, t0)
 				r.Released(t0)
@@ -130,7 +130,7 @@ func TestCancel(t *testing.T) {
 		t.Fatalf("cancel queued: done %v err %v state %s", done, err, r.State)
 	}
 	r = newRec()
-	_ = r.Admit("c1", []string{"n1"}, t0)
+	_ = r.Admit("c1", []string{"n1"}, Shape{}, t0)
 	done, err = r.Cancel(t0)
 	if err != nil || done || r.State != Releasing {
 		t.Fatalf("cancel provisioning: done %v err %v state %s", done, err, r.State)
@@ -144,13 +144,13 @@ func TestCancel(t *testing.T) {
 func TestFailRequeue(t *testing.T) {
 	r := newRec()
 	r.Spec.RequeueOnFailure = true
-	_ = r.Admit("c1", []string{"n1"}, t0)
+	_ = r.Admit("c1", []string{"n1"}, Shape{}, t0)
 	r.Fail("node gone", t0)
 	if r.State != Queued || r.RetryCount != 1 || len(r.Nodes) != 0 {
 		t.Fatalf("requeue: state %s retries %d nodes %v", r.State, r.RetryCount, r.Nodes)
 	}
 	r = newRec()
-	_ = r.Admit("c1", []string{"n1"}, t0)
+	_ = r.Admit("c1", []string{"n1"}, Shape{}, t0)
 	r.Fail("node gone", t0)
 	if r.State != Failed || r.ProvisioningStatus() != "Error" || r.FailureReason != "node gone" {
 		t.Fatalf("fail: state %s status %s reason %q", r.State, r.ProvisioningStatus(), r.FailureReason)
@@ -159,7 +159,7 @@ func TestFailRequeue(t *testing.T) {
 
 func TestMilestones(t *testing.T) {
 	r := newRec()
-	_ = r.Admit("c1", []string{"n1"}, t0)
+	_ = r.Admit("c1", []string{"n1"}, Shape{}, t0)
 	r.Provisioned(t0)
 	if pct := r.DueMilestone(t0.Add(14 * time.Minute)); pct != 0 {
 		t.Fatalf("milestone at 14m: %d", pct)
