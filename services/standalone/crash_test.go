@@ -40,7 +40,7 @@ type runFunc func(ctx context.Context, nc *nats.Conn, ready func(), crash func(p
 // launch starts a service and waits until it is ready. crashAt names the
 // crash point at which it dies: its connection is closed at once, with no
 // drain, no acks and no further publishes, and its context is cancelled.
-func launch(t *testing.T, url string, crashAt string, run runFunc) *proc {
+func launch(t testing.TB, url string, crashAt string, run runFunc) *proc {
 	t.Helper()
 	nc, err := nats.Connect(url)
 	if err != nil {
@@ -81,7 +81,7 @@ func launch(t *testing.T, url string, crashAt string, run runFunc) *proc {
 }
 
 // waitCrash waits until the service died at its crash point and returned.
-func (p *proc) waitCrash(t *testing.T) {
+func (p *proc) waitCrash(t testing.TB) {
 	t.Helper()
 	select {
 	case <-p.crashed:
