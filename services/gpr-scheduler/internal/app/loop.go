@@ -217,32 +217,39 @@ func (s *Scheduler) WatchInventory(ctx context.Context, kv jetstream.KeyValue, l
 				}
 				continue
 			}
-			s.applyInventory(u)
-			if !initial {
+			if s.applyInventory(u) && !initial {
 				s.Wake()
 			}
 		}
 	}
 }
 
-func (s *Scheduler) applyInventory(u jetstream.KeyValueEntry) {
+// applyInventory updates the node mirror and reports whether anything the
+// queue looks at changed (a hand-over only changes labels: no new pass).
+func (s *Scheduler) applyInventory(u jetstream.KeyValueEntry) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.estDirty = true
 	if u.Operation() != jetstream.KeyValuePut {
 		for k, n := range s.nodes {
 			if events.NodeKey(n.Cluster, n.Name) == u.Key() {
 				delete(s.nodes, k)
+				s.estDirty = true
+				return true
 			}
 		}
-		return
+		return false
 	}
 	var n events.Node
 	if err := json.Unmarshal(u.Value(), &n); err != nil {
 		s.log.Warn("undecodable inventory entry", "key", u.Key(), logkey.Err, err)
-		return
+		return false
 	}
 	q := queue.Node{Cluster: n.Cluster, Name: n.Name, InstanceType: n.InstanceType, GPUProduct: n.GPUProduct,
 		GPUMemoryGB: n.GPUMemoryGB, GPUCount: n.GPUCount, Schedulable: n.Healthy() && n.Managed}
+	if old, ok := s.nodes[q.Key()]; ok && old == q {
+		return false
+	}
 	s.nodes[q.Key()] = q
+	s.estDirty = true
+	return true
 }

@@ -107,50 +107,72 @@ func ShapeMatches(n Node, r Request) bool {
 
 // Schedule runs one pass over the snapshot.
 func Schedule(s Snapshot) Plan {
-	plan := Plan{Waiting: map[string]string{}}
-	taken := map[string]bool{}
+	plan := Plan{Waiting: make(map[string]string, len(s.Queue))}
+	type ref struct{ cluster, name string }
+	taken := map[ref]bool{}
 	busy := map[string]string{} // workspace → the GPR that holds or heads it
+	held := map[string]bool{}   // workspaces that hold a GPR (not just a waiting head)
 	for _, h := range s.Holdings {
 		for _, n := range h.Nodes {
-			taken[h.Cluster+"/"+n] = true
+			taken[ref{h.Cluster, n}] = true
 		}
 		busy[h.Workspace] = h.GPRID
-	}
-	byCluster := map[string][]Node{}
-	for _, n := range s.Nodes {
-		byCluster[n.Cluster] = append(byCluster[n.Cluster], n)
-	}
-	for c := range byCluster {
-		slices.SortFunc(byCluster[c], fitOrder)
-	}
-	q := slices.Clone(s.Queue)
-	slices.SortFunc(q, Less)
-	held := map[string]bool{} // workspaces that hold a GPR (not just a waiting head)
-	for _, h := range s.Holdings {
 		held[h.Workspace] = true
 	}
+	// Only free nodes are scanned for placement; all nodes only to explain
+	// a request that nothing matches (memoised per shape).
+	free := map[string][]Node{}
+	all := map[string][]Node{}
+	for _, n := range s.Nodes {
+		all[n.Cluster] = append(all[n.Cluster], n)
+		if n.Schedulable && !taken[ref{n.Cluster, n.Name}] {
+			free[n.Cluster] = append(free[n.Cluster], n)
+		}
+	}
+	for c := range free {
+		slices.SortFunc(free[c], fitOrder)
+	}
+	memo := map[shapeKey]string{}
+	q := slices.Clone(s.Queue)
+	slices.SortFunc(q, Less)
 	for _, r := range q {
 		if other, ok := busy[r.Workspace]; ok {
 			if held[r.Workspace] {
-				plan.Waiting[r.ID] = fmt.Sprintf("workspace %s already holds %s (one provisioned GPR per workspace)", r.Workspace, other)
+				plan.Waiting[r.ID] = "workspace " + r.Workspace + " already holds " + other + " (one provisioned GPR per workspace)"
 			} else {
-				plan.Waiting[r.ID] = fmt.Sprintf("waiting behind %s of the same workspace", other)
+				plan.Waiting[r.ID] = "waiting behind " + other + " of the same workspace"
 			}
 			continue
 		}
 		busy[r.Workspace] = r.ID
-		cluster, nodes, why := pick(r, byCluster, taken)
-		if nodes == nil {
-			plan.Waiting[r.ID] = why
+		cluster, idx, bestCluster, bestFree := pick(r, free)
+		if idx == nil {
+			plan.Waiting[r.ID] = explain(r, all, memo, bestCluster, bestFree)
 			continue
 		}
-		for _, n := range nodes {
-			taken[cluster+"/"+n] = true
+		names := make([]string, len(idx))
+		for i, j := range idx {
+			names[i] = free[cluster][j].Name
 		}
+		free[cluster] = removeAt(free[cluster], idx)
 		held[r.Workspace] = true
-		plan.Admit = append(plan.Admit, Admission{GPRID: r.ID, Cluster: cluster, Nodes: nodes})
+		plan.Admit = append(plan.Admit, Admission{GPRID: r.ID, Cluster: cluster, Nodes: names})
 	}
 	return plan
+}
+
+// removeAt drops the elements at the ascending indexes idx, keeping order.
+func removeAt(ns []Node, idx []int) []Node {
+	out := ns[:0]
+	k := 0
+	for i, n := range ns {
+		if k < len(idx) && idx[k] == i {
+			k++
+			continue
+		}
+		out = append(out, n)
+	}
+	return out
 }
 
 // fitOrder puts the smallest adequate nodes first (best fit), then by name.
@@ -164,33 +186,59 @@ func fitOrder(a, b Node) int {
 	return cmp.Compare(a.Name, b.Name)
 }
 
-func pick(r Request, byCluster map[string][]Node, taken map[string]bool) (string, []string, string) {
-	bestCluster, bestFree, anyMatch := "", -1, 0
+// pick returns the first candidate cluster with enough free matching nodes
+// (their indexes in free[cluster]), or, when none has, the cluster with the
+// most free matching nodes.
+func pick(r Request, free map[string][]Node) (cluster string, idx []int, bestCluster string, bestFree int) {
+	bestFree = -1
 	for _, c := range r.Clusters {
-		var free []string
-		matching := 0
-		for _, n := range byCluster[c] {
-			if !ShapeMatches(n, r) {
-				continue
-			}
-			matching++
-			if n.Schedulable && !taken[n.Key()] {
-				free = append(free, n.Name)
-				if len(free) == r.Nodes {
-					return c, free, ""
+		var found []int
+		for i, n := range free[c] {
+			if ShapeMatches(n, r) {
+				found = append(found, i)
+				if len(found) == r.Nodes {
+					return c, found, "", 0
 				}
 			}
 		}
-		anyMatch += matching
-		if len(free) > bestFree {
-			bestCluster, bestFree = c, len(free)
+		if len(found) > bestFree {
+			bestCluster, bestFree = c, len(found)
 		}
 	}
-	if anyMatch == 0 {
-		return "", nil, fmt.Sprintf("no node on %s matches %s", strings.Join(r.Clusters, ", "), describe(r))
+	return "", nil, bestCluster, max(bestFree, 0)
+}
+
+type shapeKey struct {
+	clusters                         string
+	gpus, mem, nodes                 int
+	autoGPU                          bool
+	shape, instanceType, bestCluster string
+	bestFree                         int
+}
+
+// explain says why r waits, memoised per shape: a long queue of similar
+// requests costs one explanation, not one each.
+func explain(r Request, all map[string][]Node, memo map[shapeKey]string, bestCluster string, bestFree int) string {
+	key := shapeKey{strings.Join(r.Clusters, ","), r.GPUsPerNode, r.MemoryPerGPU, r.Nodes, r.AutoGPU, r.GPUShape, r.InstanceType, bestCluster, bestFree}
+	if why, ok := memo[key]; ok {
+		return why
 	}
-	return "", nil, fmt.Sprintf("needs %d free node(s) with %s on one cluster; most free: %d on %s",
-		r.Nodes, describe(r), max(bestFree, 0), bestCluster)
+	none := true
+	for _, c := range r.Clusters {
+		for _, n := range all[c] {
+			if ShapeMatches(n, r) {
+				none = false
+				break
+			}
+		}
+	}
+	why := fmt.Sprintf("needs %d free node(s) with %s on one cluster; most free: %d on %s",
+		r.Nodes, describe(r), bestFree, bestCluster)
+	if none {
+		why = fmt.Sprintf("no node on %s matches %s", strings.Join(r.Clusters, ", "), describe(r))
+	}
+	memo[key] = why
+	return why
 }
 
 func describe(r Request) string {
