@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -62,4 +63,45 @@ func ParseEvent(data []byte) (Event, error) {
 		return Event{}, fmt.Errorf("decode event envelope: id and type are required")
 	}
 	return ev, nil
+}
+
+// Outgoing is one event to publish on one subject.
+type Outgoing struct {
+	Subject string
+	Event   Event
+}
+
+// batchWindow bounds the acknowledgements awaited at once by PublishBatch.
+const batchWindow = 256
+
+// PublishBatch publishes every event in order without waiting for each
+// acknowledgement, then waits for all of them (in windows of 256). It returns
+// the first failure; events before a failure may or may not be stored, so the
+// caller retries the whole batch (the ids make that safe).
+func (p *Publisher) PublishBatch(ctx context.Context, out []Outgoing) error {
+	for start := 0; start < len(out); start += batchWindow {
+		end := min(start+batchWindow, len(out))
+		futs := make([]jetstream.PubAckFuture, 0, end-start)
+		for _, o := range out[start:end] {
+			msg, err := eventMsg(o.Subject, o.Event)
+			if err != nil {
+				return err
+			}
+			f, err := p.js.PublishMsgAsync(msg, jetstream.WithMsgID(o.Event.ID), jetstream.WithStallWait(5*time.Second))
+			if err != nil {
+				return fmt.Errorf("publish %s %s: %w", o.Subject, o.Event.ID, err)
+			}
+			futs = append(futs, f)
+		}
+		for i, f := range futs {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				return fmt.Errorf("publish %s %s: %w", out[start+i].Subject, out[start+i].Event.ID, err)
+			case <-ctx.Done():
+				return fmt.Errorf("publish batch: %w", ctx.Err())
+			}
+		}
+	}
+	return nil
 }

@@ -46,6 +46,7 @@ type Config struct {
 	AckWait        time.Duration
 	HandlerTimeout time.Duration
 	RetryInterval  time.Duration
+	BatchWindow    time.Duration
 }
 
 // RegisterFlags registers the configuration as flags.
@@ -53,6 +54,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.AckWait, "ack.wait", 30*time.Second, "Redelivery delay of an unacknowledged provision report.")
 	fs.DurationVar(&c.HandlerTimeout, "handler.timeout", 10*time.Second, "Deadline of one RPC or event; keep below ack.wait.")
 	fs.DurationVar(&c.RetryInterval, "retry.interval", 2*time.Second, "How often failed publishes are retried.")
+	fs.DurationVar(&c.BatchWindow, "batch.window", 0, "Least time between two scheduling passes; changes within it are decided together.")
 }
 
 // Defaults returns the flag defaults.
@@ -96,10 +98,11 @@ func Run(ctx context.Context, d Deps) error {
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	if _, err := bus.EnsureStream(ctx, js, bus.StreamDefaults(jetstream.StreamConfig{
+	gprStream, err := bus.EnsureStream(ctx, js, bus.StreamDefaults(jetstream.StreamConfig{
 		Name: events.StreamGPR, Subjects: []string{events.SubjectGPRAll}, Storage: jetstream.FileStorage,
 		MaxAge: 90 * 24 * time.Hour,
-	})); err != nil {
+	}))
+	if err != nil {
 		return err
 	}
 	if _, err := bus.EnsureStream(ctx, js, bus.CommandStream()); err != nil {
@@ -116,7 +119,7 @@ func Run(ctx context.Context, d Deps) error {
 	if err != nil {
 		return err
 	}
-	s, err := app.New(ctx, app.Options{NATS: d.NATS, JS: js, GPRs: gprs, Ledger: ledger, Log: d.Log, Now: d.Now, CrashPoint: d.CrashPoint})
+	s, err := app.New(ctx, app.Options{NATS: d.NATS, JS: js, GPRStream: gprStream, GPRs: gprs, Ledger: ledger, Log: d.Log, Now: d.Now, CrashPoint: d.CrashPoint})
 	if err != nil {
 		return err
 	}
@@ -160,7 +163,7 @@ func Run(ctx context.Context, d Deps) error {
 	if err != nil {
 		return err
 	}
-	g.Go(func() error { return s.Loop(gctx, d.Config.RetryInterval) })
+	g.Go(func() error { return s.Loop(gctx, d.Config.RetryInterval, d.Config.BatchWindow) })
 	g.Go(func() error { return bus.Consume(gctx, js, cons, spec, s.OnProvision, d.Log) })
 	g.Go(func() error {
 		<-gctx.Done()

@@ -18,9 +18,13 @@ import (
 )
 
 // Loop runs scheduling passes until ctx ends: after every wake-up, at the next
-// expiry or milestone, and at least every retry interval (to retry what failed).
-func (s *Scheduler) Loop(ctx context.Context, retry time.Duration) error {
+// expiry or milestone, and at least every retry interval (to retry what
+// failed). Passes start at most once per gap, so a burst of changes (a
+// hundred nodes coming back) is decided in a few passes, not a hundred.
+// When idle (no wake-up for a retry interval) it trims stored outboxes.
+func (s *Scheduler) Loop(ctx context.Context, retry, gap time.Duration) error {
 	for {
+		started := time.Now()
 		next := s.pass(ctx)
 		wait := retry
 		if !next.IsZero() {
@@ -35,8 +39,16 @@ func (s *Scheduler) Loop(ctx context.Context, retry time.Duration) error {
 			return nil
 		case <-s.wake:
 		case <-t.C:
+			s.tidy(ctx, 256) // a quiet moment
 		}
 		t.Stop()
+		if d := gap - time.Since(started); d > 0 {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(d):
+			}
+		}
 	}
 }
 
@@ -52,11 +64,16 @@ func (s *Scheduler) pass(ctx context.Context) time.Time {
 			next = t
 		}
 	}
+	defer func() {
+		if err := s.send(ctx); err != nil {
+			s.log.Warn("publish; will retry", logkey.Err, err)
+		}
+	}()
+	s.out = append(s.out, s.retryCmds...)
+	s.retryCmds = nil
 	for _, e := range s.recs {
 		if len(e.rec.Outbox) > 0 {
-			if err := s.flush(ctx, e); err != nil {
-				s.log.Warn("publish gpr events; will retry", logkey.GPRID, e.rec.ID, logkey.Err, err)
-			}
+			s.stage(e)
 		}
 		if e.rec.State != gpr.Provisioned {
 			continue
@@ -69,8 +86,8 @@ func (s *Scheduler) pass(ctx context.Context) time.Time {
 			e.rec.Milestone(pct, now)
 			if err := s.save(ctx, e); err != nil {
 				s.log.Warn("store milestone", logkey.GPRID, e.rec.ID, logkey.Err, err)
-			} else if err := s.flush(ctx, e); err != nil {
-				s.log.Warn("publish milestone", logkey.GPRID, e.rec.ID, logkey.Err, err)
+			} else {
+				s.stage(e)
 			}
 		}
 		soon(e.rec.ExpiresAt)
@@ -99,12 +116,8 @@ func (s *Scheduler) release(ctx context.Context, e *entry, reason string, now ti
 		s.log.Warn("store release; will retry", logkey.GPRID, e.rec.ID, logkey.Err, err)
 		return
 	}
-	if err := s.flush(ctx, e); err != nil {
-		s.log.Warn("publish gpr events; will retry", logkey.GPRID, e.rec.ID, logkey.Err, err)
-	}
-	if err := s.command(ctx, events.CommandRemove, e.rec, e.rec.ReleaseSeq, ""); err != nil {
-		s.log.Warn("send remove; will retry", logkey.GPRID, e.rec.ID, logkey.Err, err)
-	}
+	s.stage(e)
+	s.stageCommand(events.CommandRemove, e.rec, e.rec.ReleaseSeq, "")
 }
 
 func (s *Scheduler) admit(ctx context.Context, a queue.Admission, now time.Time) {
@@ -133,12 +146,8 @@ func (s *Scheduler) admit(ctx context.Context, a queue.Admission, now time.Time)
 		return
 	}
 	s.crash(CrashAfterAdmit)
-	if err := s.flush(ctx, e); err != nil {
-		s.log.Warn("publish gpr events; will retry", logkey.GPRID, e.rec.ID, logkey.Err, err)
-	}
-	if err := s.command(ctx, events.CommandApply, e.rec, e.rec.AdmitSeq, ""); err != nil {
-		s.log.Warn("send apply; will retry after restart", logkey.GPRID, e.rec.ID, logkey.Err, err)
-	}
+	s.stage(e)
+	s.stageCommand(events.CommandApply, e.rec, e.rec.AdmitSeq, "")
 }
 
 // OnProvision handles the provisioner's reports. Reports that do not match
@@ -185,7 +194,8 @@ func (s *Scheduler) OnProvision(ctx context.Context, ev bus.Event, msg jetstream
 		*e.rec = before
 		return err
 	}
-	if err := s.flush(ctx, e); err != nil {
+	s.stage(e)
+	if err := s.send(ctx); err != nil {
 		s.log.Warn("publish gpr events; will retry", logkey.GPRID, e.rec.ID, logkey.Err, err)
 	}
 	s.Wake()

@@ -67,7 +67,8 @@ func (s *Scheduler) Create(ctx context.Context, req rpc.CreateGPRRequest) (rpc.C
 		s.recs[e.rec.ID] = e
 		// The GPR is stored: it is accepted even if publishing fails now (the
 		// loop retries the outbox).
-		if err := s.flush(ctx, e); err != nil {
+		s.stage(e)
+		if err := s.send(ctx); err != nil {
 			s.log.Warn("publish gpr events; will retry", logkey.GPRID, e.rec.ID, logkey.Err, err)
 		}
 		s.Wake()
@@ -158,13 +159,12 @@ func (s *Scheduler) Update(ctx context.Context, req rpc.UpdateGPRRequest) (rpc.E
 		*e.rec = before
 		return rpc.Empty{}, err
 	}
-	if err := s.flush(ctx, e); err != nil {
-		s.log.Warn("publish gpr events; will retry", logkey.GPRID, e.rec.ID, logkey.Err, err)
-	}
+	s.stage(e)
 	if release {
-		if err := s.command(ctx, events.CommandRemove, e.rec, e.rec.ReleaseSeq, ""); err != nil {
-			s.log.Warn("send remove; will retry", logkey.GPRID, e.rec.ID, logkey.Err, err)
-		}
+		s.stageCommand(events.CommandRemove, e.rec, e.rec.ReleaseSeq, "")
+	}
+	if err := s.send(ctx); err != nil {
+		s.log.Warn("publish; will retry", logkey.GPRID, e.rec.ID, logkey.Err, err)
 	}
 	s.Wake()
 	return rpc.Empty{}, nil
@@ -187,13 +187,12 @@ func (s *Scheduler) Delete(ctx context.Context, ref rpc.GPRRef) (rpc.Empty, erro
 		*e.rec = before
 		return rpc.Empty{}, err
 	}
-	if err := s.flush(ctx, e); err != nil {
-		s.log.Warn("publish gpr events; will retry", logkey.GPRID, e.rec.ID, logkey.Err, err)
-	}
+	s.stage(e)
 	if !done {
-		if err := s.command(ctx, events.CommandRemove, e.rec, e.rec.ReleaseSeq, ""); err != nil {
-			s.log.Warn("send remove; will retry", logkey.GPRID, e.rec.ID, logkey.Err, err)
-		}
+		s.stageCommand(events.CommandRemove, e.rec, e.rec.ReleaseSeq, "")
+	}
+	if err := s.send(ctx); err != nil {
+		s.log.Warn("publish; will retry", logkey.GPRID, e.rec.ID, logkey.Err, err)
 	}
 	s.Wake()
 	return rpc.Empty{}, nil

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -38,8 +39,10 @@ const (
 )
 
 type entry struct {
-	rec *gpr.Record
-	rev uint64
+	rec    *gpr.Record
+	rev    uint64
+	staged int  // outbox events in the batch being sent
+	dirty  bool // the stored record still lists events already published
 }
 
 type ledgerEntry struct {
@@ -51,6 +54,7 @@ type ledgerEntry struct {
 type Scheduler struct {
 	nc     *nats.Conn
 	pub    *bus.Publisher
+	stream jetstream.Stream
 	gprs   jetstream.KeyValue
 	ledger jetstream.KeyValue
 	log    *slog.Logger
@@ -60,6 +64,9 @@ type Scheduler struct {
 	wake chan struct{}
 
 	mu        sync.Mutex
+	out       []bus.Outgoing // the batch the current operation publishes
+	outRecs   []*entry       // records whose outbox events are in out
+	retryCmds []bus.Outgoing // commands whose publish failed
 	recs      map[string]*entry
 	allocs    map[string]*ledgerEntry // node key (cluster/node) → entry
 	nodes     map[string]queue.Node   // node key → node
@@ -73,6 +80,7 @@ type Scheduler struct {
 type Options struct {
 	NATS       *nats.Conn
 	JS         jetstream.JetStream
+	GPRStream  jetstream.Stream // to tell, after a crash, which outbox events were published
 	GPRs       jetstream.KeyValue
 	Ledger     jetstream.KeyValue
 	Log        *slog.Logger
@@ -89,7 +97,7 @@ func New(ctx context.Context, o Options) (*Scheduler, error) {
 		o.CrashPoint = func(string) {}
 	}
 	s := &Scheduler{
-		nc: o.NATS, pub: bus.NewPublisher(o.JS), gprs: o.GPRs, ledger: o.Ledger, log: o.Log,
+		nc: o.NATS, pub: bus.NewPublisher(o.JS), stream: o.GPRStream, gprs: o.GPRs, ledger: o.Ledger, log: o.Log,
 		now: o.Now, crash: o.CrashPoint, wake: make(chan struct{}, 1),
 		recs: map[string]*entry{}, allocs: map[string]*ledgerEntry{}, nodes: map[string]queue.Node{},
 		waiting: map[string]string{}, estDirty: true, bootID: strconv.FormatInt(o.Now().UnixNano(), 36),
@@ -179,19 +187,19 @@ func (s *Scheduler) Recover(ctx context.Context) error {
 		}
 	}
 	for _, e := range s.recs {
-		if err := s.flush(ctx, e); err != nil {
+		if err := s.dropPublished(ctx, e); err != nil {
 			return err
 		}
+		s.stage(e)
 		switch e.rec.State {
 		case gpr.Provisioning, gpr.Provisioned:
-			if err := s.command(ctx, events.CommandApply, e.rec, e.rec.AdmitSeq, "r"+s.bootID); err != nil {
-				return err
-			}
+			s.stageCommand(events.CommandApply, e.rec, e.rec.AdmitSeq, "r"+s.bootID)
 		case gpr.Releasing:
-			if err := s.command(ctx, events.CommandRemove, e.rec, e.rec.ReleaseSeq, "r"+s.bootID); err != nil {
-				return err
-			}
+			s.stageCommand(events.CommandRemove, e.rec, e.rec.ReleaseSeq, "r"+s.bootID)
 		}
+	}
+	if err := s.send(ctx); err != nil {
+		return err
 	}
 	s.Wake()
 	return nil
@@ -213,57 +221,51 @@ func (s *Scheduler) save(ctx context.Context, e *entry) error {
 		return fmt.Errorf("store gpr %s: %w", e.rec.ID, err)
 	}
 	e.rev = rev
+	e.dirty = false
 	s.estDirty = true
 	return nil
 }
 
-// flush publishes the record's outbox in order, then clears it. A crash in
-// between republishes with the same ids, which the stream de-duplicates.
-func (s *Scheduler) flush(ctx context.Context, e *entry) error {
-	if len(e.rec.Outbox) == 0 {
-		return s.purgeIfCancelled(ctx, e)
-	}
-	for _, p := range e.rec.Outbox {
+// The outbox: a transition stores the record with its new events (one KV
+// write), then the operation stages those events and any command, and send
+// publishes the whole batch at once. Published events are dropped from the
+// record in memory; the stored copy is trimmed by a later write (the next
+// transition or an idle-time cleanup). A crash in between leaves published
+// events in the stored outbox: Recover asks the stream which were published
+// (dropPublished), so nothing is published twice even after the stream's
+// de-duplication window.
+
+// stage adds e's unsent outbox events to the batch.
+func (s *Scheduler) stage(e *entry) {
+	for _, p := range e.rec.Outbox[e.staged:] {
 		subj, err := events.GPRSubject(p.Workspace, p.GPRID, p.Event)
 		if err != nil {
-			return err
+			s.log.Error("gpr event subject", logkey.GPRID, p.GPRID, logkey.Err, err)
+			continue
 		}
-		ev, err := bus.NewEvent(p.GPRID+"."+strconv.Itoa(p.Seq), Source, events.EventType("gpr", string(p.Event)), p.GPRID, p.At, p)
+		ev, err := bus.NewEvent(eventID(p.GPRID, p.Seq), Source, events.EventType("gpr", string(p.Event)), p.GPRID, p.At, p)
 		if err != nil {
-			return err
+			s.log.Error("gpr event", logkey.GPRID, p.GPRID, logkey.Err, err)
+			continue
 		}
-		if err := s.pub.Publish(ctx, subj, ev); err != nil {
-			return err
-		}
+		s.out = append(s.out, bus.Outgoing{Subject: subj, Event: ev})
 	}
-	e.rec.Outbox = nil
-	if err := s.save(ctx, e); err != nil {
-		return err
+	if len(e.rec.Outbox) > e.staged {
+		e.staged = len(e.rec.Outbox)
+		s.outRecs = append(s.outRecs, e)
 	}
-	return s.purgeIfCancelled(ctx, e)
 }
 
-// purgeIfCancelled deletes a cancelled GPR once its events are out: a
-// cancelled GPR is gone (GET answers 404, D14).
-func (s *Scheduler) purgeIfCancelled(ctx context.Context, e *entry) error {
-	if e.rec.State != gpr.Cancelled {
-		return nil
-	}
-	if err := s.gprs.Delete(ctx, e.rec.ID, jetstream.LastRevision(e.rev)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return fmt.Errorf("delete cancelled gpr %s: %w", e.rec.ID, err)
-	}
-	delete(s.recs, e.rec.ID)
-	delete(s.waiting, e.rec.ID)
-	return nil
-}
+func eventID(gprID string, seq int) string { return gprID + "." + strconv.Itoa(seq) }
 
-// command sends an apply or remove command for rec. The message id is derived
-// from the event that ordered it, so a repeat is dropped by the stream; suffix
-// distinguishes deliberate re-sends after a restart.
-func (s *Scheduler) command(ctx context.Context, verb string, r *gpr.Record, seq int, suffix string) error {
+// stageCommand adds an apply or remove command for r to the batch. Its id is
+// derived from the event that ordered it, so a repeat is dropped by the
+// stream; suffix marks deliberate re-sends after a restart.
+func (s *Scheduler) stageCommand(verb string, r *gpr.Record, seq int, suffix string) {
 	subj, err := events.ProvisionerCommandSubject(verb)
 	if err != nil {
-		return err
+		s.log.Error("command subject", logkey.GPRID, r.ID, logkey.Err, err)
+		return
 	}
 	id := r.ID + "." + verb + "." + strconv.Itoa(seq)
 	if suffix != "" {
@@ -272,9 +274,110 @@ func (s *Scheduler) command(ctx context.Context, verb string, r *gpr.Record, seq
 	cmd := events.ProvisionCommand{GPRID: r.ID, Workspace: r.Workspace, Cluster: r.Cluster, Nodes: slices.Clone(r.Nodes), Seq: seq}
 	ev, err := bus.NewEvent(id, Source, events.EventType("provisioner", verb), r.ID, s.now(), cmd)
 	if err != nil {
+		s.log.Error("command", logkey.GPRID, r.ID, logkey.Err, err)
+		return
+	}
+	s.out = append(s.out, bus.Outgoing{Subject: subj, Event: ev})
+}
+
+// send publishes the batch. On failure the events stay in their outboxes and
+// the commands are kept; the loop retries both.
+func (s *Scheduler) send(ctx context.Context) error {
+	out, recs := s.out, s.outRecs
+	s.out, s.outRecs = nil, nil
+	if len(out) == 0 {
+		return nil
+	}
+	err := s.pub.PublishBatch(ctx, out)
+	if err != nil {
+		for _, e := range recs {
+			e.staged = 0
+		}
+		for _, o := range out {
+			if o.Event.Type == events.EventType("provisioner", events.CommandApply) || o.Event.Type == events.EventType("provisioner", events.CommandRemove) {
+				s.retryCmds = append(s.retryCmds, o)
+			}
+		}
 		return err
 	}
-	return s.pub.Publish(ctx, subj, ev)
+	for _, e := range recs {
+		e.rec.Outbox = slices.Clone(e.rec.Outbox[e.staged:])
+		e.staged = 0
+		e.dirty = true
+		if e.rec.State == gpr.Cancelled && len(e.rec.Outbox) == 0 {
+			s.purge(ctx, e)
+		}
+	}
+	return nil
+}
+
+// dropPublished removes from e's stored outbox the events the stream already
+// holds (the last message of each event's subject tells).
+func (s *Scheduler) dropPublished(ctx context.Context, e *entry) error {
+	if len(e.rec.Outbox) == 0 || s.stream == nil {
+		return nil
+	}
+	keep := e.rec.Outbox[:0]
+	for _, p := range e.rec.Outbox {
+		subj, err := events.GPRSubject(p.Workspace, p.GPRID, p.Event)
+		if err != nil {
+			return err
+		}
+		m, err := s.stream.GetLastMsgForSubject(ctx, subj)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			keep = append(keep, p)
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("check published %s: %w", subj, err)
+		}
+		id := m.Header.Get(bus.HeaderID)
+		seq, _ := strconv.Atoi(id[strings.LastIndexByte(id, '.')+1:])
+		if seq < p.Seq {
+			keep = append(keep, p)
+		}
+	}
+	if len(keep) != len(e.rec.Outbox) {
+		e.rec.Outbox = keep
+		e.dirty = true
+	}
+	return nil
+}
+
+// purge deletes a cancelled GPR once its events are out: a cancelled GPR is
+// gone (GET answers 404, D14).
+func (s *Scheduler) purge(ctx context.Context, e *entry) {
+	if err := s.gprs.Delete(ctx, e.rec.ID, jetstream.LastRevision(e.rev)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		s.log.Warn("delete cancelled gpr; will retry", logkey.GPRID, e.rec.ID, logkey.Err, err)
+		return
+	}
+	delete(s.recs, e.rec.ID)
+	delete(s.waiting, e.rec.ID)
+}
+
+// tidy persists trimmed outboxes and purges leftover cancelled GPRs, a few at
+// a time; the loop calls it when it has nothing else to do.
+func (s *Scheduler) tidy(ctx context.Context, limit int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range s.recs {
+		if limit == 0 {
+			return
+		}
+		if e.rec.State == gpr.Cancelled && len(e.rec.Outbox) == 0 {
+			s.purge(ctx, e)
+			limit--
+			continue
+		}
+		if !e.dirty || len(e.rec.Outbox) > 0 {
+			continue
+		}
+		if err := s.save(ctx, e); err != nil {
+			s.log.Warn("trim outbox", logkey.GPRID, e.rec.ID, logkey.Err, err)
+			return
+		}
+		limit--
+	}
 }
 
 func (s *Scheduler) freeNode(ctx context.Context, key string) error {
