@@ -1,0 +1,121 @@
+package standalone_test
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/open-egs/egs/libs/bus"
+	"github.com/open-egs/egs/libs/events"
+	"github.com/open-egs/egs/libs/rpc"
+	"github.com/open-egs/egs/libs/testkit/natstest"
+
+	scheduler "github.com/open-egs/egs/services/gpr-scheduler/service"
+	"github.com/open-egs/egs/services/provisioner/sim"
+	"github.com/open-egs/egs/services/standalone"
+)
+
+// clock is a settable clock for the scheduler.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+func TestExpiryWithMilestones(t *testing.T) {
+	srv := natstest.RunServer(t)
+	nc, _ := natstest.Connect(t, srv)
+	c := cluster{clients: sim.Clientsets(sim.Default())}
+	clk := &clock{now: time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)}
+	launch(t, srv.ClientURL(), "", runProvisioner(c))
+	launch(t, srv.ClientURL(), "", runWorkspace)
+	launch(t, srv.ClientURL(), "", func(ctx context.Context, nc *nats.Conn, ready func(), _ func(string)) error {
+		cfg := standalone.DefaultServices().Scheduler
+		cfg.RetryInterval = 20 * time.Millisecond // the clock jumps; let the loop look often
+		return scheduler.Run(ctx, scheduler.Deps{Config: cfg, NATS: nc, Log: quiet(), Ready: ready, Now: clk.Now})
+	})
+
+	var mu sync.Mutex
+	var seen []events.GPR
+	sub, err := nc.Subscribe(events.SubjectGPRAll, func(m *nats.Msg) {
+		ev, err := bus.ParseEvent(m.Data)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		var p events.GPR
+		if err := ev.Decode(&p); err != nil {
+			t.Error(err)
+			return
+		}
+		mu.Lock()
+		seen = append(seen, p)
+		mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+
+	id := setupWorkspaceAndGPR(t, nc) // exitDuration 1h
+	waitProvisioned(t, nc, id)
+
+	for range 4 {
+		clk.Add(16 * time.Minute) // 16, 32, 48, 64 minutes
+		time.Sleep(100 * time.Millisecond)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	var g rpc.GPR
+	for {
+		g, err = rpc.Call[rpc.GPR](context.Background(), nc, events.RPCGPRGet, rpc.GPRRef{Caller: admin, GPRID: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g.State == "Complete" || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if g.ProvisioningStatus != "Complete" || g.InternalState != "Released" || g.EarlyRelease || g.GPUsAllocated != 0 {
+		t.Fatalf("after expiry: %s/%s earlyRelease=%v gpus=%d", g.ProvisioningStatus, g.InternalState, g.EarlyRelease, g.GPUsAllocated)
+	}
+	allocs, err := rpc.Call[rpc.AllocationList](context.Background(), nc, events.RPCGPRAllocations, rpc.Empty{})
+	if err != nil || len(allocs.Allocations) != 0 {
+		t.Fatalf("ledger after expiry: %+v %v", allocs, err)
+	}
+
+	time.Sleep(100 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	var names []string
+	var pcts []int
+	for _, p := range seen {
+		if p.GPRID != id {
+			continue
+		}
+		names = append(names, string(p.Event))
+		if p.Event == events.GPRMilestone {
+			pcts = append(pcts, p.Percent)
+		}
+		if p.Event == events.GPRReleased && p.Reason != "expired" {
+			t.Errorf("released with reason %q, want expired", p.Reason)
+		}
+	}
+	want := []string{"created", "queued", "admitted", "provisioned", "milestone", "milestone", "milestone", "released", "completed"}
+	if !slices.Equal(names, want) {
+		t.Errorf("events %v, want %v", names, want)
+	}
+	if !slices.Equal(pcts, []int{25, 50, 75}) {
+		t.Errorf("milestones %v, want 25 50 75", pcts)
+	}
+}
