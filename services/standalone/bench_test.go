@@ -3,6 +3,8 @@ package standalone_test
 import (
 	"context"
 	"fmt"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -102,4 +104,59 @@ func BenchmarkAdmission(b *testing.B) {
 	}
 	b.ReportMetric(float64(nodes*b.N)/total.Seconds(), "admissions/s")
 	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkGPRRoundTrip measures one GPR's whole life through the REST API of
+// the standalone product: POST /api/v1/gpr, the provisioned event, PUT
+// earlyRelease, the completed event. It reports the mean time from the POST
+// to the provisioned event (create-to-provisioned-ms).
+func BenchmarkGPRRoundTrip(b *testing.B) {
+	p := start(b, b.TempDir())
+	p.login()
+	p.must("POST", "/api/v1/slice-workspace", map[string]any{"workspaceName": "bench", "clusters": []string{"worker-1"},
+		"namespaces": []string{"bench"}, "username": "bench", "email": "bench@example.com"}, nil)
+	nc, err := nats.Connect(p.info.NATSURL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	type key struct{ id, ev string }
+	var mu sync.Mutex
+	waiters := map[key]chan struct{}{}
+	wait := func(id, ev string) chan struct{} {
+		mu.Lock()
+		defer mu.Unlock()
+		k := key{id, ev}
+		if waiters[k] == nil {
+			waiters[k] = make(chan struct{})
+		}
+		return waiters[k]
+	}
+	if _, err := nc.Subscribe("egs.gpr.v1.bench.>", func(m *nats.Msg) {
+		toks := strings.Split(m.Subject, ".")
+		close(wait(toks[4], toks[5]))
+	}); err != nil {
+		b.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	within := func(ch chan struct{}) {
+		select {
+		case <-ch:
+		case <-time.After(10 * time.Second):
+			b.Fatal("event not seen within 10s")
+		}
+	}
+	var toProvisioned time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		var g struct{ GPRID string }
+		p.must("POST", "/api/v1/gpr", gprBody("bench", "g"), &g)
+		within(wait(g.GPRID, "provisioned"))
+		toProvisioned += time.Since(t0)
+		p.must("PUT", "/api/v1/gpr", map[string]any{"gprId": g.GPRID, "earlyRelease": true}, nil)
+		within(wait(g.GPRID, "completed"))
+	}
+	b.ReportMetric(float64(toProvisioned.Microseconds())/1000/float64(b.N), "create-to-provisioned-ms")
 }

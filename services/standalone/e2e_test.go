@@ -26,14 +26,14 @@ const bootstrapKey = "e2e-bootstrap-key-0123456789abcdef"
 
 // product is a running standalone process for one test.
 type product struct {
-	t      *testing.T
+	t      testing.TB
 	info   standalone.Info
 	cancel context.CancelFunc
 	done   chan error
 	token  string
 }
 
-func start(t *testing.T, dataDir string) *product {
+func start(t testing.TB, dataDir string) *product {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &product{t: t, cancel: cancel, done: make(chan error, 1)}
