@@ -27,6 +27,9 @@ const (
 	SubjectAuthAll       = "egs.auth.v1.>"
 	SubjectDeadLetterAll = "egs.dlq.v1.>"
 
+	// SubjectWorkspaceDeleted selects the deleted event of every workspace.
+	SubjectWorkspaceDeleted = "egs.workspace.v1.*.deleted"
+
 	// SubjectProvisionerCommands selects every command addressed to the provisioner.
 	SubjectProvisionerCommands = "egs.cmd.v1.provisioner.>"
 )

@@ -403,3 +403,39 @@ func TestEndToEnd(t *testing.T) {
 	}
 	p.waitGPR(second.GPRID, "Successful/Provisioned", 10*time.Second)
 }
+
+func TestDeletingAWorkspaceEndsItsGPRs(t *testing.T) {
+	p := start(t, t.TempDir())
+	p.login()
+	p.must("POST", "/api/v1/slice-workspace", map[string]any{"workspaceName": "gone", "clusters": []string{"worker-2"},
+		"namespaces": []string{"gone"}, "username": "bob", "email": "bob@example.com"}, nil)
+	var held, waiting struct{ GPRID string }
+	p.must("POST", "/api/v1/gpr", gprBody("gone", "held"), &held)
+	p.waitGPR(held.GPRID, "Successful/Provisioned", 10*time.Second)
+	p.must("POST", "/api/v1/gpr", gprBody("gone", "waiting"), &waiting)
+
+	p.must("DELETE", "/api/v1/slice-workspace", map[string]string{"workspaceName": "gone"}, nil)
+	p.waitGPR(held.GPRID, "Complete/Released", 10*time.Second)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, _ := p.call("GET", "/api/v1/gpr?gprId="+waiting.GPRID, nil)
+		if code == 404 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the queued GPR of a deleted workspace still answers %d", code)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var inv struct {
+		ManagedNodes []struct {
+			Allocation []any `json:"allocation"`
+		} `json:"managedNodes"`
+	}
+	p.must("GET", "/api/v1/inventory/list", nil, &inv)
+	for _, n := range inv.ManagedNodes {
+		if len(n.Allocation) != 0 {
+			t.Fatalf("a node is still allocated after its workspace was deleted: %+v", n)
+		}
+	}
+}

@@ -4,7 +4,9 @@
 //
 // Subjects published: egs.gpr.v1.<ws>.<gprId>.<event> (stream EGS_GPR),
 // egs.cmd.v1.provisioner.<apply|remove> (stream EGS_CMD). Consumed:
-// egs.provision.v1.> (durable gpr-scheduler-provision). Reads the bucket
+// egs.provision.v1.> (durable gpr-scheduler-provision) and
+// egs.workspace.v1.*.deleted (durable gpr-scheduler-workspaces: a deleted
+// workspace's GPRs are cancelled or released). Reads the bucket
 // EGS_INVENTORY (owned by the provisioner) and calls workspace.get.
 //
 // One replica is active at a time: the ledger's compare-and-set makes a
@@ -138,6 +140,15 @@ func Run(ctx context.Context, d Deps) error {
 	if err != nil {
 		return err
 	}
+	if _, err := waitStream(ctx, js, events.StreamWorkspace); err != nil {
+		return err
+	}
+	wsSpec := bus.ConsumerSpec{Stream: events.StreamWorkspace, Durable: events.DurableSchedulerWorkspaces,
+		FilterSubjects: []string{events.SubjectWorkspaceDeleted}, AckWait: d.Config.AckWait, HandlerTimeout: d.Config.HandlerTimeout}
+	wsCons, err := bus.EnsureConsumer(ctx, js, wsSpec)
+	if err != nil {
+		return err
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	loaded := make(chan struct{})
@@ -165,6 +176,7 @@ func Run(ctx context.Context, d Deps) error {
 	}
 	g.Go(func() error { return s.Loop(gctx, d.Config.RetryInterval, d.Config.BatchWindow) })
 	g.Go(func() error { return bus.Consume(gctx, js, cons, spec, s.OnProvision, d.Log) })
+	g.Go(func() error { return bus.Consume(gctx, js, wsCons, wsSpec, s.OnWorkspaceDeleted, d.Log) })
 	g.Go(func() error {
 		<-gctx.Done()
 		return svc.Stop()

@@ -263,3 +263,45 @@ func (s *Scheduler) applyInventory(u jetstream.KeyValueEntry) bool {
 	s.estDirty = true
 	return true
 }
+
+// OnWorkspaceDeleted ends the GPRs of a deleted workspace: queued ones are
+// cancelled, those holding nodes give them back (reason workspace-deleted).
+func (s *Scheduler) OnWorkspaceDeleted(ctx context.Context, ev bus.Event, _ jetstream.Msg) error {
+	var w events.Workspace
+	if err := ev.Decode(&w); err != nil {
+		return bus.Permanent(err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	for _, e := range s.recs {
+		if e.rec.Workspace != w.Name || e.rec.Final() || e.rec.State == gpr.Releasing {
+			continue
+		}
+		before := *e.rec
+		remove := false
+		if e.rec.State == gpr.Queued {
+			if _, err := e.rec.Cancel(now); err != nil {
+				return err
+			}
+		} else {
+			if err := e.rec.Release(gpr.ReasonWorkspaceDeleted, now); err != nil {
+				return err
+			}
+			remove = true
+		}
+		if err := s.save(ctx, e); err != nil {
+			*e.rec = before
+			return err
+		}
+		s.stage(e)
+		if remove {
+			s.stageCommand(events.CommandRemove, e.rec, e.rec.ReleaseSeq, "")
+		}
+	}
+	if err := s.send(ctx); err != nil {
+		s.log.Warn("publish; will retry", logkey.Workspace, w.Name, logkey.Err, err)
+	}
+	s.Wake()
+	return nil
+}
