@@ -41,6 +41,7 @@ const (
 	BucketLedger     = "EGS_LEDGER"     // owner: gpr-scheduler; key <cluster>.<node> → allocation
 	BucketInventory  = "EGS_INVENTORY"  // owner: provisioner; key <cluster>.<node> → Node
 	BucketAPIKeys    = "EGS_APIKEYS"    // owner: auth; key = key id, value holds only a hash
+	BucketGPRLease   = "EGS_GPR_LEASE"  // owner: gpr-scheduler; key "leader" → the active replica
 )
 
 // Durable consumer names: <consumer-service>-<purpose>. Renaming one replays its stream.

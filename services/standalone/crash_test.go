@@ -109,7 +109,9 @@ func runProvisioner(c cluster) runFunc {
 }
 
 func runScheduler(ctx context.Context, nc *nats.Conn, ready func(), crash func(string)) error {
-	return scheduler.Run(ctx, scheduler.Deps{Config: standalone.DefaultServices().Scheduler, NATS: nc, Log: quiet(), Ready: ready, CrashPoint: crash})
+	cfg := standalone.DefaultServices().Scheduler
+	cfg.LeaseTTL = time.Second // a crashed replica's lease expires quickly
+	return scheduler.Run(ctx, scheduler.Deps{Config: cfg, NATS: nc, Log: quiet(), Ready: ready, CrashPoint: crash})
 }
 
 func runWorkspace(ctx context.Context, nc *nats.Conn, ready func(), _ func(string)) error {

@@ -9,9 +9,11 @@
 // workspace's GPRs are cancelled or released). Reads the bucket
 // EGS_INVENTORY (owned by the provisioner) and calls workspace.get.
 //
-// One replica is active at a time: the ledger's compare-and-set makes a
-// double allocation impossible even if two run, but the second would fight
-// the first over records.
+// One replica is active at a time: it holds a lease (bucket EGS_GPR_LEASE,
+// entries expire after lease.ttl); the others stand by and take over when the
+// lease is released on a clean stop or expires after a crash. A replica that
+// fails to renew stops at once. Besides, the ledger's compare-and-set makes a
+// double allocation impossible even if two were active.
 package service
 
 import (
@@ -49,6 +51,7 @@ type Config struct {
 	HandlerTimeout time.Duration
 	RetryInterval  time.Duration
 	BatchWindow    time.Duration
+	LeaseTTL       time.Duration
 }
 
 // RegisterFlags registers the configuration as flags.
@@ -56,6 +59,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.AckWait, "ack.wait", 30*time.Second, "Redelivery delay of an unacknowledged provision report.")
 	fs.DurationVar(&c.HandlerTimeout, "handler.timeout", 10*time.Second, "Deadline of one RPC or event; keep below ack.wait.")
 	fs.DurationVar(&c.RetryInterval, "retry.interval", 2*time.Second, "How often failed publishes are retried.")
+	fs.DurationVar(&c.LeaseTTL, "lease.ttl", 15*time.Second, "How long a crashed active replica blocks a standby from taking over.")
 	fs.DurationVar(&c.BatchWindow, "batch.window", 0, "Least time between two scheduling passes; changes within it are decided together.")
 }
 
@@ -74,6 +78,9 @@ func (c Config) Validate() error {
 	}
 	if c.AckWait <= c.HandlerTimeout {
 		errs = append(errs, fmt.Errorf("ack.wait (%s) must exceed handler.timeout (%s)", c.AckWait, c.HandlerTimeout))
+	}
+	if c.LeaseTTL < 300*time.Millisecond {
+		errs = append(errs, fmt.Errorf("lease.ttl must be at least 300ms"))
 	}
 	if c.RetryInterval <= 0 {
 		errs = append(errs, fmt.Errorf("retry.interval must be positive"))
@@ -113,6 +120,29 @@ func Run(ctx context.Context, d Deps) error {
 	if err := bus.EnsureDeadLetterStream(ctx, js); err != nil {
 		return err
 	}
+	l, err := newLease(ctx, js, d.Config.LeaseTTL, d.Log)
+	if err != nil {
+		return err
+	}
+	if err := l.acquire(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return l.hold(gctx) })
+	if err := run(gctx, d, js, gprStream, g); err != nil {
+		cancel()
+		return errors.Join(err, g.Wait())
+	}
+	return g.Wait()
+}
+
+// run is the active replica's work, started in g once the lease is held.
+func run(ctx context.Context, d Deps, js jetstream.JetStream, gprStream jetstream.Stream, g *errgroup.Group) error {
 	gprs, err := bus.EnsureKV(ctx, js, jetstream.KeyValueConfig{Bucket: events.BucketGPRs, History: 1, Storage: jetstream.FileStorage})
 	if err != nil {
 		return err
@@ -150,13 +180,13 @@ func Run(ctx context.Context, d Deps) error {
 		return err
 	}
 
-	g, gctx := errgroup.WithContext(ctx)
+	gctx := ctx
 	loaded := make(chan struct{})
 	g.Go(func() error { return s.WatchInventory(gctx, inv, func() { close(loaded) }) })
 	select {
 	case <-loaded:
 	case <-gctx.Done():
-		return g.Wait()
+		return nil
 	}
 	if err := s.Recover(ctx); err != nil {
 		return err
@@ -181,10 +211,11 @@ func Run(ctx context.Context, d Deps) error {
 		<-gctx.Done()
 		return svc.Stop()
 	})
+	d.Log.Info("gpr-scheduler active", "gprs", s.Count())
 	if d.Ready != nil {
 		d.Ready()
 	}
-	return g.Wait()
+	return nil
 }
 
 func waitStream(ctx context.Context, js jetstream.JetStream, name string) (jetstream.Stream, error) {

@@ -437,3 +437,10 @@ func newGPRID() string {
 	h := hex.EncodeToString(b[:])
 	return "gpr-" + h[:8] + "-" + h[8:]
 }
+
+// Count is the number of GPRs held in memory.
+func (s *Scheduler) Count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.recs)
+}
