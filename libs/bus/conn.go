@@ -119,3 +119,32 @@ func CommandStream() jetstream.StreamConfig {
 		Storage:   jetstream.FileStorage,
 	})
 }
+
+// ReadAll returns the current entries of kv whose keys match filter (a key
+// pattern, e.g. "*" or ">"; empty means every key), read in one pass over the
+// bucket with a watcher rather than one request per key. Deleted keys are left out.
+func ReadAll(ctx context.Context, kv jetstream.KeyValue, filter string) ([]jetstream.KeyValueEntry, error) {
+	if filter == "" {
+		filter = ">"
+	}
+	w, err := kv.Watch(ctx, filter, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", kv.Bucket(), err)
+	}
+	defer func() { _ = w.Stop() }()
+	var out []jetstream.KeyValueEntry
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("read %s: %w", kv.Bucket(), ctx.Err())
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, fmt.Errorf("read %s: watcher closed", kv.Bucket())
+			}
+			if e == nil { // every current value has been delivered
+				return out, nil
+			}
+			out = append(out, e)
+		}
+	}
+}

@@ -109,55 +109,29 @@ func New(ctx context.Context, o Options) (*Scheduler, error) {
 }
 
 func (s *Scheduler) load(ctx context.Context) error {
-	keys, err := listKeys(ctx, s.gprs)
+	entries, err := bus.ReadAll(ctx, s.gprs, "")
 	if err != nil {
 		return err
 	}
-	for _, k := range keys {
-		e, err := s.gprs.Get(ctx, k)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("load gpr %s: %w", k, err)
-		}
+	for _, e := range entries {
 		var r gpr.Record
 		if err := json.Unmarshal(e.Value(), &r); err != nil {
-			return fmt.Errorf("decode gpr %s: %w", k, err)
+			return fmt.Errorf("decode gpr %s: %w", e.Key(), err)
 		}
 		s.recs[r.ID] = &entry{rec: &r, rev: e.Revision()}
 	}
-	keys, err = listKeys(ctx, s.ledger)
+	entries, err = bus.ReadAll(ctx, s.ledger, "")
 	if err != nil {
 		return err
 	}
-	for _, k := range keys {
-		e, err := s.ledger.Get(ctx, k)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("load ledger %s: %w", k, err)
-		}
+	for _, e := range entries {
 		var a rpc.Allocation
 		if err := json.Unmarshal(e.Value(), &a); err != nil {
-			return fmt.Errorf("decode ledger %s: %w", k, err)
+			return fmt.Errorf("decode ledger %s: %w", e.Key(), err)
 		}
 		s.allocs[a.Cluster+"/"+a.Node] = &ledgerEntry{alloc: a, rev: e.Revision()}
 	}
 	return nil
-}
-
-func listKeys(ctx context.Context, kv jetstream.KeyValue) ([]string, error) {
-	lister, err := kv.ListKeys(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("list keys of %s: %w", kv.Bucket(), err)
-	}
-	var keys []string
-	for k := range lister.Keys() {
-		keys = append(keys, k)
-	}
-	return keys, nil
 }
 
 // Wake asks the loop for a scheduling pass soon; calls coalesce.
