@@ -1,7 +1,9 @@
 // Package service wires the api edge: the EGS v1 REST API served over HTTP
 // and translated into NATS request/reply. The edge owns no state and declares
-// no streams, buckets or consumers; it holds one core NATS subscription, to
-// API key deletions, for its token deny list.
+// no streams, buckets or durable consumers; it holds one core NATS
+// subscription, to API key deletions, for its token deny list, and fills that
+// list at start-up with the deletions of the last token lifetime, read from
+// the auth stream with an ephemeral ordered consumer.
 package service
 
 import (
@@ -17,6 +19,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/open-egs/egs/libs/logkey"
@@ -112,9 +115,13 @@ type Edge struct {
 	ready  atomic.Bool
 }
 
-// New builds the edge: it subscribes to API key deletions and fetches the
-// JWKS once (best effort: an unavailable auth service is retried when the
-// first token arrives). Close releases the subscription.
+// New builds the edge: it subscribes to API key deletions, then reads the
+// deletions of the last token.TTL from the auth stream (subscribing first,
+// so no deletion falls between the two), and fetches the JWKS once (best
+// effort: an unavailable auth service is retried when the first token
+// arrives). A failure to read the deletions fails New: an edge that may
+// accept a deleted key's tokens must not report ready. Close releases the
+// subscription.
 func New(ctx context.Context, d Deps) (*Edge, error) {
 	if d.NATS == nil || d.Log == nil {
 		return nil, errors.New("api: NATS and Log are required")
@@ -132,6 +139,10 @@ func New(ctx context.Context, d Deps) (*Edge, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := catchUp(ctx, d, auth, timeout); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, err
+	}
 	if _, err := auth.Refresh(ctx); err != nil {
 		d.Log.Warn("initial jwks fetch; retrying on first token", logkey.Err, err)
 	}
@@ -142,6 +153,28 @@ func New(ctx context.Context, d Deps) (*Edge, error) {
 		MaxBodyBytes: d.Config.MaxBodyBytes, Ready: e.ready.Load, Now: now,
 	})
 	return e, nil
+}
+
+// catchUp revokes the keys deleted before the edge started, once the live
+// subscription is known to the server. It is bounded by timeout, not by the
+// cancellation of ctx, so an edge told to stop while starting still starts
+// whole and then shuts down cleanly.
+func catchUp(ctx context.Context, d Deps, auth *httpapi.Authenticator, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	if err := d.NATS.FlushWithContext(ctx); err != nil {
+		return fmt.Errorf("flush %s subscription: %w", httpapi.SubjectAPIKeyDeleted, err)
+	}
+	js, err := jetstream.New(d.NATS)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	n, err := auth.CatchUpRevocations(ctx, js)
+	if err != nil {
+		return err
+	}
+	d.Log.Info("read recent api key deletions", "count", n)
+	return nil
 }
 
 // ServeHTTP serves one request of the EGS API (and /healthz, /readyz).

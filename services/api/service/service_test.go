@@ -16,7 +16,9 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/open-egs/egs/libs/bus"
 	"github.com/open-egs/egs/libs/config"
 	"github.com/open-egs/egs/libs/events"
 	"github.com/open-egs/egs/libs/rpc"
@@ -211,5 +213,132 @@ func TestRun(t *testing.T) {
 	}
 	if nc.IsClosed() {
 		t.Error("Run closed the caller's NATS connection")
+	}
+}
+
+// TestRevocationCatchUp: an edge started after an API key was deleted refuses
+// that key's unexpired tokens, read from the auth stream's history, and
+// still follows live deletions.
+func TestRevocationCatchUp(t *testing.T) {
+	_, nc, js := natstest.RunJetStream(t)
+	ctx := context.Background()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := rpc.Serve(nc, "stand-in", "0.0.1",
+		rpc.Method{Subject: events.RPCAuthJWKS, Handler: rpc.Handle(log, time.Second, func(context.Context, rpc.Empty) (rpc.JWKS, error) {
+			return rpc.JWKS{Keys: []rpc.JWK{token.JWK(priv.Public().(ed25519.PublicKey))}}, nil
+		})},
+		rpc.Method{Subject: events.RPCWorkspaceList, Handler: rpc.Handle(log, time.Second, func(context.Context, rpc.ListWorkspacesRequest) (rpc.WorkspaceList, error) {
+			return rpc.WorkspaceList{}, nil
+		})},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = svc.Stop() })
+	sign := func(sub string) string {
+		now := time.Now()
+		tok, err := token.Sign(priv, token.Claims{Role: "Owner", RegisteredClaims: jwt.RegisteredClaims{
+			Issuer: token.Issuer, Subject: sub, IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(token.TTL))}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	gone, live, kept := sign("ak-gone"), sign("ak-live"), sign("ak-kept")
+
+	// Play the auth service: its stream, a key created and then deleted
+	// before any edge runs.
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: events.StreamAuth, Subjects: []string{events.SubjectAuthAll}}); err != nil {
+		t.Fatal(err)
+	}
+	pub := bus.NewPublisher(js)
+	publish := func(keyID, name string) {
+		t.Helper()
+		subject, err := events.APIKeySubject(keyID, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, err := bus.NewEvent("", "egs/auth", events.EventType("apikey", name), keyID, time.Now(), events.APIKey{KeyID: keyID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pub.Publish(ctx, subject, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish("ak-gone", "created")
+	publish("ak-kept", "created")
+	publish("ak-gone", "deleted")
+	publish("ak-live", "created")
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := defaultConfig(t, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- service.Run(rctx, service.Deps{Config: cfg, NATS: nc, Log: log, Listener: ln, Ready: func() { close(ready) }})
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("Run returned before ready: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run not ready")
+	}
+	status := func(tok string) int {
+		t.Helper()
+		req, err := http.NewRequest("GET", "http://"+ln.Addr().String()+"/api/v1/slice-workspace/list", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	// Ready means caught up: no waiting here.
+	if code := status(gone); code != http.StatusUnauthorized {
+		t.Errorf("token of a key deleted before the edge started = %d, want 401", code)
+	}
+	if code := status(kept); code != http.StatusOK {
+		t.Errorf("token of a live key = %d, want 200", code)
+	}
+	if code := status(live); code != http.StatusOK {
+		t.Fatalf("token of ak-live before its deletion = %d, want 200", code)
+	}
+	publish("ak-live", "deleted")
+	deadline := time.Now().Add(5 * time.Second)
+	for status(live) != http.StatusUnauthorized {
+		if time.Now().After(deadline) {
+			t.Fatal("a deletion after start-up is not followed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if code := status(kept); code != http.StatusOK {
+		t.Errorf("token of a live key = %d, want 200", code)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run = %v, want nil", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not return after cancel")
 	}
 }

@@ -3,6 +3,18 @@
 // the signing key, makes sure a bootstrap Owner key exists, serves the
 // egs.rpc.v1.auth.* methods and stops cleanly. It is public so that the
 // standalone process can compose every service in one binary.
+//
+// Besides its own stream (EGS_AUTH) and bucket (EGS_APIKEYS), the service
+// reads two things the workspace service owns and never declares them:
+//   - the EGS_WORKSPACES bucket, read-only: an Editor or Viewer key is made
+//     only for a workspace that exists, and exchanged only while it does;
+//   - workspace deletions (egs.workspace.v1.*.deleted on EGS_WORKSPACE),
+//     consumed with the durable consumer "auth-workspaces" once that stream
+//     exists: every Editor and Viewer key of a deleted workspace is deleted,
+//     each with its egs.auth.v1.apikey.<id>.deleted event.
+//
+// Failed deletions end, after their retries, on egs.dlq.v1.egs_workspace.auth-workspaces
+// (stream EGS_DLQ, declared here as by every bus.Consume user).
 package service
 
 import (
@@ -21,6 +33,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/open-egs/egs/libs/bus"
+	"github.com/open-egs/egs/libs/events"
+	"github.com/open-egs/egs/libs/logkey"
 	"github.com/open-egs/egs/libs/rpc"
 	"github.com/open-egs/egs/services/auth/internal/apikey"
 	"github.com/open-egs/egs/services/auth/internal/kvstore"
@@ -93,11 +107,14 @@ type Deps struct {
 	Now    func() time.Time // the clock; nil: time.Now
 }
 
-// Run declares the auth stream (events.StreamAuth) and the API keys bucket
-// (events.BucketAPIKeys), loads the signing key, republishes the created
-// events a crash may have lost, makes sure the bootstrap key exists, serves
-// the RPC methods until ctx ends, then stops taking requests and returns nil.
-// A failure while starting is returned at once.
+// Run declares the auth stream (events.StreamAuth), the API keys bucket
+// (events.BucketAPIKeys) and the dead-letter stream, loads the signing key,
+// republishes the created events a crash may have lost, makes sure the
+// bootstrap key exists, serves the RPC methods and consumes workspace
+// deletions until ctx ends, then stops taking requests and returns nil. The
+// workspace stream may appear after Run is ready: the consumer waits for it.
+// A failure while starting is returned at once; a failure of the consumer
+// stops the service and is returned.
 func Run(ctx context.Context, d Deps) error {
 	if err := d.Config.Validate(); err != nil {
 		return fmt.Errorf("auth config: %w", err)
@@ -133,6 +150,9 @@ func Run(ctx context.Context, d Deps) error {
 	if err != nil {
 		return err
 	}
+	if err := bus.EnsureDeadLetterStream(ctx, js); err != nil {
+		return err
+	}
 	m := apikey.NewManager(kvstore.New(kv), kvstore.NewWorkspaces(js), natspub.New(js), now)
 	n, err := m.Recover(ctx)
 	if err != nil {
@@ -148,17 +168,64 @@ func Run(ctx context.Context, d Deps) error {
 	if err != nil {
 		return err
 	}
+	cctx, stopConsumer := context.WithCancel(ctx)
+	defer stopConsumer()
+	consumed := make(chan error, 1)
+	go func() { consumed <- consumeWorkspaceDeletions(cctx, js, m, log) }()
 	log.Info("auth service ready")
 	if d.Ready != nil {
 		d.Ready()
 	}
-	<-ctx.Done()
+	var cerr error
+	stopped := false
+	select {
+	case <-ctx.Done():
+	case cerr = <-consumed:
+		stopped = true
+	}
 	// Stop drains the endpoints: requests in hand finish, no new ones arrive.
-	if err := svc.Stop(); err != nil {
-		return fmt.Errorf("stop auth rpc: %w", err)
+	serr := svc.Stop()
+	if serr != nil {
+		serr = fmt.Errorf("stop auth rpc: %w", serr)
+	}
+	stopConsumer()
+	if !stopped {
+		cerr = <-consumed // bus.Consume drains the message in hand
 	}
 	log.Info("auth service stopped")
-	return nil
+	return errors.Join(cerr, serr)
+}
+
+// consumeWorkspaceDeletions waits for the workspace stream (the workspace
+// service declares it), declares the durable consumer DurableWorkspaces on
+// its deletions and handles them until ctx ends, when it returns nil. Until
+// the consumer is declared, failures are logged and retried: meanwhile a
+// deleted workspace's keys still fail to exchange.
+func consumeWorkspaceDeletions(ctx context.Context, js jetstream.JetStream, m *apikey.Manager, log *slog.Logger) error {
+	spec := bus.ConsumerSpec{Stream: events.StreamWorkspace, Durable: natsapi.DurableWorkspaces,
+		FilterSubjects: []string{events.SubjectWorkspaceDeleted}}
+	var cons jetstream.Consumer
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		_, err := js.Stream(ctx, events.StreamWorkspace)
+		if err == nil {
+			if cons, err = bus.EnsureConsumer(ctx, js, spec); err == nil {
+				break
+			}
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrStreamNotFound) {
+			log.Warn("declare workspace deletions consumer; retrying", "durable", spec.Durable, logkey.Err, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
+	log.Info("consuming workspace deletions", "stream", spec.Stream, "durable", spec.Durable)
+	return bus.Consume(ctx, js, cons, spec, natsapi.WorkspaceDeleted(m, log), log)
 }
 
 func loadSigner(cfg Config, log *slog.Logger) (*signing.Signer, error) {

@@ -447,3 +447,168 @@ func streamMsgs(t *testing.T, js jetstream.JetStream, stream string) []jetstream
 	}
 	return out
 }
+
+// TestWorkspaceDeletion: the keys of a deleted workspace stop exchanging at
+// once (the bucket no longer has it) and are deleted, with their deleted
+// events, when the workspace's deleted event arrives on the durable consumer
+// auth-workspaces; redelivery deletes nothing more, and a late event spares
+// the keys of a workspace made anew.
+func TestWorkspaceDeletion(t *testing.T) {
+	_, nc, js := natstest.RunJetStream(t)
+	ctx := context.Background()
+	wkv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: events.BucketWorkspaces})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ws := range []string{"team-a", "team-b"} {
+		if _, err := wkv.Put(ctx, ws, []byte(`{"name":"`+ws+`"}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	created := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	clk := &clock{t: created}
+	// Started before the workspace stream exists: the consumer waits for it.
+	start(t, service.Deps{Config: service.Config{BootstrapAPIKey: "0d6d5a3e-3d43-4c6e-9f7a-5b0b6a7a8c9d"}, NATS: nc, Now: clk.Now})
+
+	key := func(name, role, ws string) rpc.CreateKeyReply {
+		return must[rpc.CreateKeyReply](t, nc, events.RPCAuthKeyCreate, rpc.CreateKeyRequest{Name: name, UserName: "u",
+			Role: role, Validity: "2026-12-31", Workspace: ws})
+	}
+	editorA, viewerA := key("editor-a", "Editor", "team-a"), key("viewer-a", "Viewer", "team-a")
+	editorB, owner := key("editor-b", "Editor", "team-b"), key("owner", "Owner", "")
+	exchange := func(k rpc.CreateKeyReply) error {
+		_, err := call[rpc.ExchangeReply](t, nc, events.RPCAuthExchange, rpc.ExchangeRequest{APIKey: k.APIKey})
+		return err
+	}
+	for _, k := range []rpc.CreateKeyReply{editorA, viewerA, editorB, owner} {
+		if err := exchange(k); err != nil {
+			t.Fatalf("exchange %s before the deletion: %v", k.KeyID, err)
+		}
+	}
+	names := func() []string {
+		var out []string
+		for _, k := range must[rpc.KeyList](t, nc, events.RPCAuthKeyList, rpc.ListKeysRequest{}).Keys {
+			out = append(out, k.Name)
+		}
+		return out
+	}
+
+	// The workspace service deletes team-a: first its bucket entry...
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: events.StreamWorkspace, Subjects: []string{events.SubjectWorkspaceAll}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := wkv.Delete(ctx, "team-a"); err != nil {
+		t.Fatal(err)
+	}
+	// ...and before its event is consumed, the keys no longer exchange and
+	// no new key can be made for it.
+	for _, k := range []rpc.CreateKeyReply{editorA, viewerA} {
+		wantCode(t, exchange(k), rpc.Unauthenticated, "Unauthenticated")
+	}
+	_, err = call[rpc.CreateKeyReply](t, nc, events.RPCAuthKeyCreate, rpc.CreateKeyRequest{Name: "late", Role: "Viewer",
+		Validity: "2026-12-31", Workspace: "team-a"})
+	wantCode(t, err, rpc.NotFound, "")
+	if diff := cmp.Diff([]string{"bootstrap", "editor-a", "editor-b", "owner", "viewer-a"}, names()); diff != "" {
+		t.Fatalf("keys before the event (-want +got):\n%s", diff)
+	}
+
+	// Then its deleted event.
+	deletedAt := created.Add(time.Hour)
+	publishDeleted := func(id string) {
+		t.Helper()
+		subject, err := events.WorkspaceSubject("team-a", events.WorkspaceDeleted)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, err := bus.NewEvent(id, "egs/workspace", events.EventType("workspace", events.WorkspaceDeleted), "team-a",
+			deletedAt, events.Workspace{Name: "team-a", At: deletedAt})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := bus.NewPublisher(js).Publish(ctx, subject, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// settled waits until the durable consumer has acked every message.
+	settled := func(delivered uint64) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			c, err := js.Consumer(ctx, events.StreamWorkspace, "auth-workspaces")
+			if err == nil {
+				info, err := c.Info(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if info.AckFloor.Stream == delivered && info.NumPending == 0 && info.NumAckPending == 0 {
+					if info.Config.FilterSubject != events.SubjectWorkspaceDeleted {
+						t.Errorf("consumer filter = %q", info.Config.FilterSubject)
+					}
+					return
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("consumer auth-workspaces has not acked stream sequence %d (err %v)", delivered, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	publishDeleted("ws-team-a-deleted-1")
+	settled(1)
+	if diff := cmp.Diff([]string{"bootstrap", "editor-b", "owner"}, names()); diff != "" {
+		t.Errorf("keys after the event (-want +got):\n%s", diff)
+	}
+	for _, k := range []rpc.CreateKeyReply{editorB, owner} {
+		if err := exchange(k); err != nil {
+			t.Errorf("exchange %s of another workspace: %v", k.KeyID, err)
+		}
+	}
+	deletedEvents := func() map[string]int {
+		got := map[string]int{}
+		for _, m := range streamMsgs(t, js, events.StreamAuth) {
+			if strings.HasSuffix(m.Subject(), ".deleted") {
+				got[m.Subject()]++
+			}
+		}
+		return got
+	}
+	subj := func(id string) string {
+		s, err := events.APIKeySubject(id, "deleted")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	want := map[string]int{subj(editorA.KeyID): 1, subj(viewerA.KeyID): 1}
+	if diff := cmp.Diff(want, deletedEvents()); diff != "" {
+		t.Errorf("api key deleted events (-want +got):\n%s", diff)
+	}
+
+	// Redelivered (a second copy past the de-duplication): nothing more.
+	publishDeleted("ws-team-a-deleted-1-again")
+	settled(2)
+	if diff := cmp.Diff(want, deletedEvents()); diff != "" {
+		t.Errorf("api key deleted events after redelivery (-want +got):\n%s", diff)
+	}
+
+	// team-a is made anew with a new key; a late copy of the old deletion
+	// spares it.
+	if _, err := wkv.Put(ctx, "team-a", []byte(`{"name":"team-a"}`)); err != nil {
+		t.Fatal(err)
+	}
+	clk.Set(deletedAt.Add(time.Minute))
+	fresh := key("fresh-a", "Editor", "team-a")
+	publishDeleted("ws-team-a-deleted-1-late")
+	settled(3)
+	if err := exchange(fresh); err != nil {
+		t.Errorf("key of the new team-a after a late deletion event: %v", err)
+	}
+	if diff := cmp.Diff(want, deletedEvents()); diff != "" {
+		t.Errorf("api key deleted events after a late event (-want +got):\n%s", diff)
+	}
+	if s, err := js.Stream(ctx, events.StreamDeadLetter); err != nil {
+		t.Errorf("dead-letter stream: %v", err)
+	} else if info, err := s.Info(ctx); err != nil || info.State.Msgs != 0 {
+		t.Errorf("dead letters: %+v, err %v; want none", info, err)
+	}
+}

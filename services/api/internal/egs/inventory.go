@@ -99,6 +99,29 @@ func BuildInventory(nodes []events.Node, allocs []rpc.Allocation) Inventory {
 	return inv
 }
 
+// OnlyWorkspace returns inv with each node's allocation list cut down to the
+// entries of workspace ws, so a caller bound to ws learns nothing of other
+// workspaces' GPRs. Node counts and states (availableGPUs, gpuNodeStatus)
+// are kept as they are: they describe the node, whoever holds it.
+func (inv Inventory) OnlyWorkspace(ws string) Inventory {
+	return Inventory{ManagedNodes: onlyWorkspace(inv.ManagedNodes, ws), UnmanagedNodes: onlyWorkspace(inv.UnmanagedNodes, ws)}
+}
+
+func onlyWorkspace(nodes []Node, ws string) []Node {
+	out := make([]Node, 0, len(nodes))
+	for _, n := range nodes {
+		own := make([]Allocation, 0, len(n.Allocation))
+		for _, a := range n.Allocation {
+			if a.SliceName == ws {
+				own = append(own, a)
+			}
+		}
+		n.Allocation = own
+		out = append(out, n)
+	}
+	return out
+}
+
 func fromNode(n events.Node, allocs []rpc.Allocation) Node {
 	slices.SortFunc(allocs, func(a, b rpc.Allocation) int {
 		return cmp.Or(a.At.Compare(b.At), cmp.Compare(a.GPRID, b.GPRID))

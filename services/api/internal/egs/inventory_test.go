@@ -2,6 +2,7 @@ package egs
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -150,5 +151,46 @@ func TestBuildWorkspaceInventory(t *testing.T) {
 	}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("BuildWorkspaceInventory (-want +got):\n%s", diff)
+	}
+}
+
+func TestOnlyWorkspace(t *testing.T) {
+	at := time.Unix(1735025703, 0)
+	nodes := []events.Node{
+		gpuNode("worker-1", "shared", func(n *events.Node) { n.GPUCount = 4 }),
+		gpuNode("worker-1", "theirs", func(n *events.Node) { n.GPUCount = 2 }),
+		gpuNode("worker-2", "free", func(n *events.Node) { n.Managed = false }),
+	}
+	allocs := []rpc.Allocation{
+		{Cluster: "worker-1", Node: "shared", GPRID: "gpr-1", GPRName: "mine", Workspace: "ws", GPUs: 1, At: at},
+		{Cluster: "worker-1", Node: "shared", GPRID: "gpr-2", GPRName: "secret", Workspace: "other", GPUs: 2, At: at.Add(time.Second)},
+		{Cluster: "worker-1", Node: "theirs", GPRID: "gpr-3", GPRName: "hidden", Workspace: "other", GPUs: 2, At: at},
+	}
+	full := BuildInventory(nodes, allocs)
+	got := full.OnlyWorkspace("ws")
+
+	// Counts and states are those of the whole inventory; only the
+	// allocation lists are cut down to the caller's workspace.
+	want := BuildInventory(nodes, allocs)
+	want.ManagedNodes[0].Allocation = want.ManagedNodes[0].Allocation[:1]
+	want.ManagedNodes[1].Allocation = []Allocation{}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("OnlyWorkspace (-want +got):\n%s", diff)
+	}
+	if got.ManagedNodes[0].AvailableGPUs != 1 || got.ManagedNodes[1].AvailableGPUs != 0 ||
+		got.ManagedNodes[1].GPUNodeStatus != NodeReserved {
+		t.Errorf("counts changed: %+v", got.ManagedNodes)
+	}
+	if len(full.ManagedNodes[0].Allocation) != 2 {
+		t.Errorf("OnlyWorkspace changed its receiver: %+v", full.ManagedNodes[0].Allocation)
+	}
+	b, err := json.Marshal(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, leak := range []string{"secret", "hidden", `"other"`} {
+		if strings.Contains(string(b), leak) {
+			t.Errorf("scoped inventory leaks %s: %s", leak, b)
+		}
 	}
 }

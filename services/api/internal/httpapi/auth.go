@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/open-egs/egs/libs/events"
 	"github.com/open-egs/egs/libs/logkey"
@@ -138,16 +139,23 @@ func (a *Authenticator) Authenticate(ctx context.Context, raw string) (rpc.Calle
 
 // Revoke denies tokens whose subject is keyID for token.TTL from now, the
 // longest any of them can still be valid.
-func (a *Authenticator) Revoke(keyID string) {
-	now := a.now()
+func (a *Authenticator) Revoke(keyID string) { a.RevokeAt(keyID, a.now()) }
+
+// RevokeAt denies tokens whose subject is keyID until token.TTL after
+// deletedAt, the time the key was deleted: no token of it outlives that. A
+// denial already reaching further is kept.
+func (a *Authenticator) RevokeAt(keyID string, deletedAt time.Time) {
+	now, until := a.now(), deletedAt.Add(token.TTL)
 	a.denyMu.Lock()
 	defer a.denyMu.Unlock()
-	for k, until := range a.denied {
-		if !now.Before(until) {
+	for k, end := range a.denied {
+		if !now.Before(end) {
 			delete(a.denied, k)
 		}
 	}
-	a.denied[keyID] = now.Add(token.TTL)
+	if now.Before(until) && until.After(a.denied[keyID]) {
+		a.denied[keyID] = until
+	}
 }
 
 func (a *Authenticator) revoked(sub string) bool {
@@ -162,18 +170,85 @@ func (a *Authenticator) revoked(sub string) bool {
 // subscription and unsubscribes it.
 func (a *Authenticator) SubscribeRevocations(nc *nats.Conn) (*nats.Subscription, error) {
 	sub, err := nc.Subscribe(SubjectAPIKeyDeleted, func(m *nats.Msg) {
-		// egs.auth.v1.apikey.<keyId>.deleted
-		toks := strings.Split(m.Subject, ".")
-		if len(toks) != 6 || toks[4] == "" {
+		id, ok := deletedKeyID(m.Subject)
+		if !ok {
 			return
 		}
-		a.Revoke(toks[4])
+		a.Revoke(id)
 		a.log.Info("api key revoked", logkey.Subject, m.Subject)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("subscribe %s: %w", SubjectAPIKeyDeleted, err)
 	}
 	return sub, nil
+}
+
+// catchUpBatch is how many deletions one read of the auth stream asks for.
+const catchUpBatch = 256
+
+// CatchUpRevocations revokes the keys deleted within the last token.TTL, as
+// the auth stream (events.StreamAuth) recorded them, and returns how many
+// deletions it read. Call it after SubscribeRevocations, so that a deletion
+// published in between is seen by one or the other and none is missed. A
+// missing stream (the auth service never started) or a server without
+// JetStream means nothing was deleted. It reads with an ephemeral ordered
+// consumer, which the server removes once idle.
+func (a *Authenticator) CatchUpRevocations(ctx context.Context, js jetstream.JetStream) (int, error) {
+	stream, err := js.Stream(ctx, events.StreamAuth)
+	if errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("open stream %s: %w", events.StreamAuth, err)
+	}
+	start := a.now().Add(-token.TTL)
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects:    []string{SubjectAPIKeyDeleted},
+		DeliverPolicy:     jetstream.DeliverByStartTimePolicy,
+		OptStartTime:      &start,
+		InactiveThreshold: 30 * time.Second,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("read %s deletions: %w", events.StreamAuth, err)
+	}
+	n := 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return n, fmt.Errorf("read %s deletions: %w", events.StreamAuth, err)
+		}
+		batch, err := cons.FetchNoWait(catchUpBatch)
+		if err != nil {
+			return n, fmt.Errorf("read %s deletions: %w", events.StreamAuth, err)
+		}
+		got, last := 0, false
+		for m := range batch.Messages() {
+			got++
+			meta, err := m.Metadata()
+			if err != nil {
+				continue
+			}
+			last = meta.NumPending == 0
+			if id, ok := deletedKeyID(m.Subject()); ok {
+				a.RevokeAt(id, meta.Timestamp)
+				n++
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+			return n, fmt.Errorf("read %s deletions: %w", events.StreamAuth, err)
+		}
+		if got == 0 || last {
+			return n, nil
+		}
+	}
+}
+
+// deletedKeyID returns the key id of egs.auth.v1.apikey.<keyId>.deleted.
+func deletedKeyID(subject string) (string, bool) {
+	toks := strings.Split(subject, ".")
+	if len(toks) != 6 || toks[4] == "" || toks[5] != "deleted" {
+		return "", false
+	}
+	return toks[4], true
 }
 
 // Access is what a route needs from the caller's role (D15).

@@ -157,6 +157,30 @@ func TestRevocationExpires(t *testing.T) {
 	}
 }
 
+// TestRevokeAt: a deletion read from history denies the key's tokens until
+// one token lifetime after the deletion, not after the read.
+func TestRevokeAt(t *testing.T) {
+	now := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
+	a := NewAuthenticator(nil, "", func() time.Time { return now }, nil)
+	a.RevokeAt("recent", now.Add(-10*time.Minute))
+	a.RevokeAt("old", now.Add(-16*time.Minute)) // every token of it has expired
+	if !a.revoked("recent") || a.revoked("old") {
+		t.Fatalf("revoked(recent)=%v revoked(old)=%v, want true false", a.revoked("recent"), a.revoked("old"))
+	}
+	if _, ok := a.denied["old"]; ok {
+		t.Error("a denial already over was stored")
+	}
+	a.Revoke("recent") // a live event after the catch-up extends it
+	a.RevokeAt("recent", now.Add(-14*time.Minute))
+	if got, want := a.denied["recent"], now.Add(15*time.Minute); !got.Equal(want) {
+		t.Errorf("denied until %v, want %v (the later end is kept)", got, want)
+	}
+	now = now.Add(6 * time.Minute)
+	if !a.revoked("recent") {
+		t.Error("recent no longer revoked within its token lifetime")
+	}
+}
+
 func TestRoles(t *testing.T) {
 	f := newFixture(t, "")
 	serveWorkspaceList(f, "ws", "other")

@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"slices"
+
 	"github.com/labstack/echo/v4"
 	"golang.org/x/sync/errgroup"
 
@@ -149,15 +151,19 @@ func (s *Server) kubeConfig(c echo.Context) error {
 	if err := allowWorkspace(caller, ws); err != nil {
 		return err
 	}
-	if cluster == "" { // older callers: the workspace's first cluster (D6)
-		w, err := call[rpc.Workspace](c, s, events.RPCWorkspaceGet, rpc.WorkspaceRef{Name: ws})
-		if err != nil {
-			return err
-		}
-		if len(w.Clusters) == 0 {
-			return rpc.Errorf(rpc.NotFound, "workspace %s has no cluster", ws)
-		}
+	// §4.4: 404 for an unknown workspace or a cluster outside it, decided
+	// here so the provisioner only sees requests that name a real pair.
+	w, err := call[rpc.Workspace](c, s, events.RPCWorkspaceGet, rpc.WorkspaceRef{Name: ws})
+	if err != nil {
+		return err
+	}
+	switch {
+	case cluster == "" && len(w.Clusters) == 0:
+		return rpc.Errorf(rpc.NotFound, "workspace %s has no cluster", ws)
+	case cluster == "": // older callers: the workspace's first cluster (D6)
 		cluster = w.Clusters[0]
+	case !slices.Contains(w.Clusters, cluster):
+		return rpc.Errorf(rpc.NotFound, "cluster %s is not in workspace %s", cluster, ws)
 	}
 	kc, err := call[rpc.KubeConfig](c, s, events.RPCKubeConfig, rpc.KubeConfigRequest{Caller: caller, Workspace: ws, Cluster: cluster})
 	if err != nil {
@@ -185,7 +191,14 @@ func (s *Server) inventory(c echo.Context) error {
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	return ok(c, egs.BuildInventory(inv.Nodes, allocs.Allocations))
+	out := egs.BuildInventory(inv.Nodes, allocs.Allocations)
+	if caller := callerOf(c.Request().Context()); caller.Workspace != "" {
+		// Every role reads the inventory (D15), but a caller bound to a
+		// workspace sees only its own workspace's GPRs in the allocations;
+		// counts and node states still reflect every workspace.
+		out = out.OnlyWorkspace(caller.Workspace)
+	}
+	return ok(c, out)
 }
 
 func (s *Server) workspaceInventory(c echo.Context) error {

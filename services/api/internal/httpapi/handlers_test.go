@@ -2,10 +2,12 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -250,6 +252,83 @@ func TestInventoryJoinsNodesAndAllocations(t *testing.T) {
 	}
 }
 
+// TestInventoryScopedForEditorAndViewer: every role reads the whole
+// inventory (D15), but a caller bound to a workspace sees only its own
+// workspace's allocations; counts and node states stay those of all.
+func TestInventoryScopedForEditorAndViewer(t *testing.T) {
+	f := newFixture(t, "")
+	at := time.Unix(1735025703, 0)
+	f.serve(
+		method(events.RPCInventoryList, func(context.Context, rpc.InventoryRequest) (rpc.Inventory, error) {
+			return rpc.Inventory{Nodes: []events.Node{
+				{Cluster: "worker-1", Name: "shared", GPUCount: 4, Managed: true, Ready: true},
+				{Cluster: "worker-1", Name: "theirs", GPUCount: 2, Managed: true, Ready: true},
+				{Cluster: "worker-1", Name: "free", GPUCount: 2, Managed: true, Ready: true},
+			}}, nil
+		}),
+		method(events.RPCGPRAllocations, func(context.Context, rpc.Empty) (rpc.AllocationList, error) {
+			return rpc.AllocationList{Allocations: []rpc.Allocation{
+				{Cluster: "worker-1", Node: "shared", GPRID: "gpr-1", GPRName: "mine", Workspace: "ws", GPUs: 1, At: at},
+				{Cluster: "worker-1", Node: "shared", GPRID: "gpr-2", GPRName: "their-gpr", Workspace: "other", GPUs: 2, At: at},
+				{Cluster: "worker-1", Node: "theirs", GPRID: "gpr-3", GPRName: "their-other-gpr", Workspace: "other", GPUs: 2, At: at},
+			}}, nil
+		}),
+	)
+	type node struct {
+		available   int
+		status      string
+		allocations []string // gprName/sliceName
+	}
+	everything := map[string]node{
+		"shared": {1, "NODE_RESERVED", []string{"mine/ws", "their-gpr/other"}},
+		"theirs": {0, "NODE_RESERVED", []string{"their-other-gpr/other"}},
+		"free":   {2, "NODE_AVAILABLE", nil},
+	}
+	scoped := map[string]node{
+		"shared": {1, "NODE_RESERVED", []string{"mine/ws"}},
+		"theirs": {0, "NODE_RESERVED", nil},
+		"free":   {2, "NODE_AVAILABLE", nil},
+	}
+	tests := map[string]struct {
+		token string
+		want  map[string]node
+	}{
+		"owner":  {f.token("o", "Owner", "", time.Minute), everything},
+		"admin":  {testAdminToken, everything},
+		"editor": {f.token("e", "Editor", "ws", time.Minute), scoped},
+		"viewer": {f.token("v", "Viewer", "ws", time.Minute), scoped},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			r := f.do(http.MethodGet, "/api/v1/inventory/list", tc.token, "")
+			if r.status != 200 {
+				t.Fatalf("status = %d %s", r.status, r.body)
+			}
+			got := map[string]node{}
+			for _, n := range r.data()["managedNodes"].([]any) {
+				m := n.(map[string]any)
+				avail, _ := m["availableGPUs"].(json.Number).Int64()
+				g := node{available: int(avail), status: m["gpuNodeStatus"].(string)}
+				allocs, ok := m["allocation"].([]any)
+				if !ok {
+					t.Errorf("node %v: allocation is not an array: %s", m["gpuNodeName"], r.body)
+				}
+				for _, a := range allocs {
+					a := a.(map[string]any)
+					g.allocations = append(g.allocations, a["gprName"].(string)+"/"+a["sliceName"].(string))
+				}
+				got[m["gpuNodeName"].(string)] = g
+			}
+			if diff := cmp.Diff(tc.want, got, cmp.AllowUnexported(node{})); diff != "" {
+				t.Errorf("inventory (-want +got):\n%s", diff)
+			}
+			if tc.want["theirs"].allocations == nil && strings.Contains(r.body, "other") {
+				t.Errorf("another workspace shows through: %s", r.body)
+			}
+		})
+	}
+}
+
 func TestWorkspaceInventory(t *testing.T) {
 	f := newFixture(t, "")
 	var asked recorder[rpc.InventoryRequest]
@@ -288,7 +367,10 @@ func TestWorkspaceInventory(t *testing.T) {
 
 func TestWorkspaceAndKubeConfig(t *testing.T) {
 	f := newFixture(t, "")
-	var kc recorder[rpc.KubeConfigRequest]
+	var (
+		kc      recorder[rpc.KubeConfigRequest]
+		kcCalls atomic.Int32
+	)
 	f.serve(
 		method(events.RPCWorkspaceCreate, func(_ context.Context, req rpc.CreateWorkspaceRequest) (rpc.Workspace, error) {
 			if req.Name == "taken" {
@@ -303,11 +385,21 @@ func TestWorkspaceAndKubeConfig(t *testing.T) {
 			return rpc.Empty{}, nil
 		}),
 		method(events.RPCWorkspaceGet, func(_ context.Context, req rpc.WorkspaceRef) (rpc.Workspace, error) {
-			return rpc.Workspace{Name: req.Name, Clusters: []string{"worker-1", "worker-2"}}, nil
+			switch req.Name {
+			case "ws":
+				return rpc.Workspace{Name: req.Name, Clusters: []string{"worker-1", "worker-2"}}, nil
+			case "empty":
+				return rpc.Workspace{Name: req.Name}, nil
+			}
+			return rpc.Workspace{}, rpc.Errorf(rpc.NotFound, "workspace %s not found", req.Name)
 		}),
 		method(events.RPCKubeConfig, func(_ context.Context, req rpc.KubeConfigRequest) (rpc.KubeConfig, error) {
 			kc.set(req)
-			return rpc.KubeConfig{KubeConfig: "apiVersion: v1\nkind: Config\n"}, nil
+			kcCalls.Add(1)
+			if req.Cluster == "worker-2" {
+				return rpc.KubeConfig{KubeConfig: "apiVersion: v1\nkind: Config\n"}, nil
+			}
+			return rpc.KubeConfig{}, rpc.Errorf(rpc.NotImplemented, "kubeconfig issuance not yet available")
 		}),
 	)
 	owner := f.token("o", "Owner", "", time.Minute)
@@ -330,6 +422,13 @@ func TestWorkspaceAndKubeConfig(t *testing.T) {
 		"kube-config": {"POST", "/api/v1/slice-workspace/kube-config", editor, `{"clusterName":"worker-2","workspaceName":"ws"}`,
 			200, `{"statusCode":200,"status":"OK","message":"Success","data":{"kubeConfig":"apiVersion: v1\nkind: Config\n"}}`},
 		"kube-config other ws": {"POST", "/api/v1/slice-workspace/kube-config", editor, `{"clusterName":"worker-2","workspaceName":"x"}`, 403, ""},
+		// §4.4: 404 for an unknown workspace or a cluster outside it, never the provisioner's 501.
+		"kube-config unknown ws": {"POST", "/api/v1/slice-workspace/kube-config", owner, `{"clusterName":"worker-2","workspaceName":"nope"}`,
+			404, `{"statusCode":404,"status":"NOT_FOUND","message":"workspace nope not found","data":null,"error":{"errorKey":"NOT_FOUND","message":"workspace nope not found","data":null}}`},
+		"kube-config unknown ws no cluster": {"POST", "/api/v1/slice-workspace/kube-config", owner, `{"workspaceName":"nope"}`, 404, ""},
+		"kube-config cluster outside ws": {"POST", "/api/v1/slice-workspace/kube-config", editor, `{"clusterName":"worker-9","workspaceName":"ws"}`,
+			404, `{"statusCode":404,"status":"NOT_FOUND","message":"cluster worker-9 is not in workspace ws","data":null,"error":{"errorKey":"NOT_FOUND","message":"cluster worker-9 is not in workspace ws","data":null}}`},
+		"kube-config ws without cluster": {"POST", "/api/v1/slice-workspace/kube-config", owner, `{"workspaceName":"empty"}`, 404, ""},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -342,10 +441,15 @@ func TestWorkspaceAndKubeConfig(t *testing.T) {
 			}
 		})
 	}
-	// An older caller without clusterName gets the first cluster (D6).
-	if r := f.do("POST", "/api/v1/slice-workspace/kube-config", editor, `{"workspaceName":"ws"}`); r.status != 200 {
-		t.Fatalf("kube-config without cluster: %d %s", r.status, r.body)
+	if n := kcCalls.Load(); n != 1 {
+		t.Errorf("provisioner saw %d kube-config requests, want 1 (only the valid one)", n)
 	}
+	// A valid pair goes to the provisioner, whose 501 the caller gets.
+	if r := f.do("POST", "/api/v1/slice-workspace/kube-config", editor, `{"clusterName":"worker-1","workspaceName":"ws"}`); r.status != 501 {
+		t.Errorf("kube-config of a valid pair: %d %s, want the provisioner's 501", r.status, r.body)
+	}
+	// An older caller without clusterName gets the first cluster (D6).
+	f.do("POST", "/api/v1/slice-workspace/kube-config", editor, `{"workspaceName":"ws"}`)
 	want := rpc.KubeConfigRequest{Caller: rpc.Caller{Subject: "e", Role: "Editor", Workspace: "ws"}, Workspace: "ws", Cluster: "worker-1"}
 	if diff := cmp.Diff(want, kc.get()); diff != "" {
 		t.Errorf("kube-config request (-want +got):\n%s", diff)

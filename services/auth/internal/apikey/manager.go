@@ -116,8 +116,9 @@ func (m *Manager) publishCreated(ctx context.Context, k Key, rev uint64) error {
 }
 
 // Authenticate returns the key whose secret is secret. Errors: ErrNoKey (empty
-// secret), ErrUnauthenticated (unknown or deleted), ErrExpired (past its
-// validity day), or an internal error.
+// secret), ErrUnauthenticated (unknown or deleted, or an Editor or Viewer key
+// whose workspace no longer exists), ErrExpired (past its validity day), or
+// an internal error.
 func (m *Manager) Authenticate(ctx context.Context, secret string) (Key, error) {
 	if secret == "" {
 		return Key{}, ErrNoKey
@@ -131,6 +132,18 @@ func (m *Manager) Authenticate(ctx context.Context, secret string) (Key, error) 
 	}
 	if !st.Key.Matches(secret) {
 		return Key{}, ErrUnauthenticated
+	}
+	// A deleted workspace's keys are deleted when its event arrives; until
+	// then (or if one slipped in while it was being deleted) they must not
+	// work either.
+	if st.Key.Role.BoundToWorkspace() {
+		ok, err := m.workspaces.Exists(ctx, st.Key.Workspace)
+		if err != nil {
+			return Key{}, fmt.Errorf("check workspace %s of api key %s: %w", st.Key.Workspace, st.Key.ID, err)
+		}
+		if !ok {
+			return Key{}, ErrUnauthenticated
+		}
 	}
 	if st.Key.Expired(m.now()) {
 		return Key{}, ErrExpired
@@ -192,6 +205,51 @@ func (m *Manager) remove(ctx context.Context, st Stored) error {
 		return fmt.Errorf("publish api key %s deleted: %w", st.Key.ID, err)
 	}
 	return m.store.Delete(ctx, st.Key, st.Revision)
+}
+
+// DeleteWorkspaceKeys deletes every Editor and Viewer key bound to
+// workspace, each as Delete does (its deleted event first), and returns how
+// many it deleted. deletedAt is when the workspace was deleted: should the
+// workspace exist again (deleted, then made anew before this ran), keys
+// created after deletedAt belong to the new one and are kept. Running it
+// again deletes nothing more, so redelivered events are harmless. Errors:
+// internal only.
+func (m *Manager) DeleteWorkspaceKeys(ctx context.Context, workspace string, deletedAt time.Time) (int, error) {
+	if workspace == "" {
+		return 0, nil
+	}
+	all, err := m.store.List(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var bound []Key
+	for _, st := range all {
+		if st.Key.Role.BoundToWorkspace() && st.Key.Workspace == workspace {
+			bound = append(bound, st.Key)
+		}
+	}
+	if len(bound) == 0 {
+		return 0, nil
+	}
+	recreated, err := m.workspaces.Exists(ctx, workspace)
+	if err != nil {
+		return 0, fmt.Errorf("check workspace %s: %w", workspace, err)
+	}
+	n := 0
+	for _, k := range bound {
+		if recreated && !deletedAt.IsZero() && k.CreatedAt.After(deletedAt) {
+			continue
+		}
+		err := m.Delete(ctx, k.ID)
+		if errors.Is(err, ErrNotFound) {
+			continue // deleted meanwhile
+		}
+		if err != nil {
+			return n, fmt.Errorf("delete api key %s of workspace %s: %w", k.ID, workspace, err)
+		}
+		n++
+	}
+	return n, nil
 }
 
 // List returns the keys sorted by name, only those of workspace when it is

@@ -1,8 +1,10 @@
-// Package natsapi serves the auth service's request/reply methods
-// (egs.rpc.v1.auth.*): it decodes the rpc bodies, calls the use cases of
-// package apikey, issues tokens, and maps domain errors to rpc errors in one
-// place. Replies never carry a stored hash, and a secret only once, in the
-// reply that created it.
+// Package natsapi holds the auth service's inbound NATS handlers: the
+// request/reply methods (egs.rpc.v1.auth.*), which decode the rpc bodies,
+// call the use cases of package apikey, issue tokens, and map domain errors
+// to rpc errors in one place; and the handler of workspace deletions
+// (WorkspaceDeleted), which deletes the deleted workspace's keys. Replies
+// never carry a stored hash, and a secret only once, in the reply that
+// created it.
 package natsapi
 
 import (
