@@ -175,8 +175,11 @@ func EventType(domain, ev string) string {
 // BucketClusters holds the registered clusters (owner: provisioner); key = cluster name.
 const BucketClusters = "EGS_CLUSTERS"
 
-// DurableSchedulerWorkspaces is the scheduler's consumer of workspace events.
-const DurableSchedulerWorkspaces = "gpr-scheduler-workspaces"
+// Durable consumers of workspace deletions.
+const (
+	DurableSchedulerWorkspaces = "gpr-scheduler-workspaces"
+	DurableAuthWorkspaces      = "auth-workspaces"
+)
 
 // Request/reply subjects, egs.rpc.v1.<service>.<method>, served with nats.go/micro
 // in a queue group named after the service so replicas share the load.

@@ -20,6 +20,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/open-egs/egs/libs/bus"
 	"github.com/open-egs/egs/libs/events"
 	"github.com/open-egs/egs/services/auth/internal/apikey"
 )
@@ -191,30 +192,19 @@ func (s *Store) FindByName(ctx context.Context, name string) (apikey.Stored, err
 // List returns every key, read in one pass over the records (single-token
 // keys; the name claims have two tokens).
 func (s *Store) List(ctx context.Context) ([]apikey.Stored, error) {
-	w, err := s.kv.Watch(ctx, "*", jetstream.IgnoreDeletes())
+	entries, err := bus.ReadAll(ctx, s.kv, "*")
 	if err != nil {
-		return nil, fmt.Errorf("list api keys: %w", err)
+		return nil, err
 	}
-	defer func() { _ = w.Stop() }()
-	var out []apikey.Stored
-	for {
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("list api keys: %w", ctx.Err())
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil, errors.New("list api keys: watcher closed")
-			}
-			if e == nil { // every current value has been delivered
-				return out, nil
-			}
-			st, err := decode(e)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, st)
+	out := make([]apikey.Stored, 0, len(entries))
+	for _, e := range entries {
+		st, err := decode(e)
+		if err != nil {
+			return nil, err
 		}
+		out = append(out, st)
 	}
+	return out, nil
 }
 
 // MarkPublished sets the published flag of the record at rev; a record that

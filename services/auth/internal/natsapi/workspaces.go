@@ -17,7 +17,7 @@ import (
 // DurableWorkspaces is the auth service's durable consumer of workspace
 // deletions (events.SubjectWorkspaceDeleted on events.StreamWorkspace).
 // Renaming it replays the stream.
-const DurableWorkspaces = "auth-workspaces"
+const DurableWorkspaces = events.DurableAuthWorkspaces
 
 // WorkspaceDeleted returns the handler of egs.workspace.v1.<ws>.deleted: it
 // deletes every Editor and Viewer key of the workspace exactly as an API key

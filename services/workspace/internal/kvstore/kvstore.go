@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/open-egs/egs/libs/bus"
 	"github.com/open-egs/egs/libs/events"
 	"github.com/open-egs/egs/libs/rpc"
 	"github.com/open-egs/egs/services/workspace/internal/workspace"
@@ -103,30 +104,19 @@ func (s *Store) Get(ctx context.Context, name string) (workspace.Stored, error) 
 
 // List returns every workspace, read in one pass over the bucket.
 func (s *Store) List(ctx context.Context) ([]workspace.Stored, error) {
-	w, err := s.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	entries, err := bus.ReadAll(ctx, s.kv, "")
 	if err != nil {
-		return nil, fmt.Errorf("list workspaces: %w", err)
+		return nil, err
 	}
-	defer func() { _ = w.Stop() }()
-	var out []workspace.Stored
-	for {
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("list workspaces: %w", ctx.Err())
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil, errors.New("list workspaces: watcher closed")
-			}
-			if e == nil { // every current value has been delivered
-				return out, nil
-			}
-			st, err := decode(e)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, st)
+	out := make([]workspace.Stored, 0, len(entries))
+	for _, e := range entries {
+		st, err := decode(e)
+		if err != nil {
+			return nil, err
 		}
+		out = append(out, st)
 	}
+	return out, nil
 }
 
 // MarkPublished sets the published flag of the record at rev; a record that
