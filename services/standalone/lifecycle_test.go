@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/open-egs/egs/libs/bus"
 	"github.com/open-egs/egs/libs/events"
@@ -117,5 +118,70 @@ func TestExpiryWithMilestones(t *testing.T) {
 	}
 	if !slices.Equal(pcts, []int{25, 50, 75}) {
 		t.Errorf("milestones %v, want 25 50 75", pcts)
+	}
+}
+
+func TestIdleReportReleasesOnlyEnforcingGPRs(t *testing.T) {
+	srv := natstest.RunServer(t)
+	nc, js := natstest.Connect(t, srv)
+	c := cluster{clients: sim.Clientsets(sim.Default())}
+	launch(t, srv.ClientURL(), "", runProvisioner(c))
+	launch(t, srv.ClientURL(), "", runWorkspace)
+	launch(t, srv.ClientURL(), "", runScheduler)
+	ctx := context.Background()
+	// The telemetry service owns this stream; here the test stands in for it.
+	if _, err := bus.EnsureStream(ctx, js, bus.StreamDefaults(jetstream.StreamConfig{Name: events.StreamTelemetry,
+		Subjects: []string{events.SubjectTelemetryAll}})); err != nil {
+		t.Fatal(err)
+	}
+	idle := "10m"
+	ids := map[bool]string{}
+	for _, enforce := range []bool{true, false} {
+		ws := map[bool]string{true: "enforcing", false: "lenient"}[enforce]
+		if _, err := rpc.Call[rpc.Workspace](ctx, nc, events.RPCWorkspaceCreate, rpc.CreateWorkspaceRequest{
+			Name: ws, Clusters: []string{"worker-1"}, Username: "u", Email: "u@example.com"}); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := rpc.Call[rpc.CreateGPRReply](ctx, nc, events.RPCGPRCreate, rpc.CreateGPRRequest{Caller: admin, Spec: rpc.GPRSpec{
+			Name: "g", Workspace: ws, AutoCluster: true, AutoGPU: true, GPUsPerNode: 8, Nodes: 1, ExitDuration: "1h",
+			Priority: 100, IdleTimeout: &idle, EnforceIdleTimeout: enforce}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[enforce] = rep.GPRID
+	}
+	pub := bus.NewPublisher(js)
+	for enforce, id := range ids {
+		g := waitProvisioned(t, nc, id)
+		subj, _ := events.TelemetryIdleSubject(g.Workspace, id)
+		ev, err := bus.NewEvent(id+".idle.1", "egs/telemetry", events.EventType("telemetry", "idle"), id, time.Now(),
+			events.GPRIdle{GPRID: id, Workspace: g.Workspace, IdleSince: g.StartedAt.Add(time.Second), At: time.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pub.Publish(ctx, subj, ev); err != nil {
+			t.Fatalf("publish idle report (enforce=%v): %v", enforce, err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		g, err := rpc.Call[rpc.GPR](ctx, nc, events.RPCGPRGet, rpc.GPRRef{Caller: admin, GPRID: ids[true]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g.State == "Complete" {
+			if g.ProvisioningStatus != "TimedOut" || g.Reason != "idle-timeout" {
+				t.Fatalf("idle release: status %s reason %s", g.ProvisioningStatus, g.Reason)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("enforcing GPR not released after an idle report: %s", g.State)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	g, err := rpc.Call[rpc.GPR](ctx, nc, events.RPCGPRGet, rpc.GPRRef{Caller: admin, GPRID: ids[false]})
+	if err != nil || g.ProvisioningStatus != "Successful" {
+		t.Fatalf("a GPR that does not enforce its idle timeout was touched: %+v %v", g, err)
 	}
 }

@@ -6,7 +6,9 @@
 // egs.cmd.v1.provisioner.<apply|remove> (stream EGS_CMD). Consumed:
 // egs.provision.v1.> (durable gpr-scheduler-provision) and
 // egs.workspace.v1.*.deleted (durable gpr-scheduler-workspaces: a deleted
-// workspace's GPRs are cancelled or released). Reads the bucket
+// workspace's GPRs are cancelled or released) and, once the telemetry stream
+// exists, egs.telemetry.v1.idle.> (durable gpr-scheduler-idle: GPRs that
+// enforce an idle timeout are released with reason idle-timeout). Reads the bucket
 // EGS_INVENTORY (owned by the provisioner) and calls workspace.get.
 //
 // One replica is active at a time: it holds a lease (bucket EGS_GPR_LEASE,
@@ -207,6 +209,7 @@ func run(ctx context.Context, d Deps, js jetstream.JetStream, gprStream jetstrea
 	g.Go(func() error { return s.Loop(gctx, d.Config.RetryInterval, d.Config.BatchWindow) })
 	g.Go(func() error { return bus.Consume(gctx, js, cons, spec, s.OnProvision, d.Log) })
 	g.Go(func() error { return bus.Consume(gctx, js, wsCons, wsSpec, s.OnWorkspaceDeleted, d.Log) })
+	g.Go(func() error { return consumeIdle(gctx, js, d, s) })
 	g.Go(func() error {
 		<-gctx.Done()
 		return svc.Stop()
@@ -216,6 +219,21 @@ func run(ctx context.Context, d Deps, js jetstream.JetStream, gprStream jetstrea
 		d.Ready()
 	}
 	return nil
+}
+
+// consumeIdle follows the telemetry service's idle reports once its stream
+// exists (a deployment without telemetry simply never enforces idle timeouts).
+func consumeIdle(ctx context.Context, js jetstream.JetStream, d Deps, s *app.Scheduler) error {
+	if _, err := waitStream(ctx, js, events.StreamTelemetry); err != nil {
+		return nil // ctx ended
+	}
+	spec := bus.ConsumerSpec{Stream: events.StreamTelemetry, Durable: events.DurableSchedulerIdle,
+		FilterSubjects: []string{events.SubjectTelemetryIdleAll}, AckWait: d.Config.AckWait, HandlerTimeout: d.Config.HandlerTimeout}
+	cons, err := bus.EnsureConsumer(ctx, js, spec)
+	if err != nil {
+		return err
+	}
+	return bus.Consume(ctx, js, cons, spec, s.OnIdle, d.Log)
 }
 
 func waitStream(ctx context.Context, js jetstream.JetStream, name string) (jetstream.Stream, error) {

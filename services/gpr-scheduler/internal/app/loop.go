@@ -305,3 +305,29 @@ func (s *Scheduler) OnWorkspaceDeleted(ctx context.Context, ev bus.Event, _ jets
 	s.Wake()
 	return nil
 }
+
+// OnIdle releases a provisioned GPR whose GPUs the telemetry service found
+// idle for its idleTimeOutDuration, when the GPR enforces its idle timeout.
+func (s *Scheduler) OnIdle(ctx context.Context, ev bus.Event, _ jetstream.Msg) error {
+	var idle events.GPRIdle
+	if err := ev.Decode(&idle); err != nil {
+		return bus.Permanent(err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.recs[idle.GPRID]
+	if !ok || e.rec.State != gpr.Provisioned || !e.rec.Spec.EnforceIdleTimeout {
+		return nil
+	}
+	// A report about an earlier provisioning of the same GPR (it was requeued
+	// since) does not count.
+	if idle.IdleSince.Before(e.rec.StartedAt) {
+		return nil
+	}
+	s.release(ctx, e, gpr.ReasonIdleTimeout, s.now())
+	if err := s.send(ctx); err != nil {
+		s.log.Warn("publish; will retry", logkey.GPRID, e.rec.ID, logkey.Err, err)
+	}
+	s.Wake()
+	return nil
+}
