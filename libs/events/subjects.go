@@ -63,6 +63,7 @@ const (
 	GPRReleased    GPREvent = "released"
 	GPRCompleted   GPREvent = "completed"
 	GPRFailed      GPREvent = "failed"
+	GPREvicted     GPREvent = "evicted"
 	GPRCancelled   GPREvent = "cancelled"
 	GPRUpdated     GPREvent = "updated"
 )

@@ -211,6 +211,15 @@ type GPR struct {
 	EstimatedWait      time.Duration `json:"estimatedWait"`
 	RetryCount         int           `json:"retryCount"`
 	DelayedCount       int           `json:"delayedCount"`
+	QueuePosition      int           `json:"queuePosition"`  // 1-based place in the queue; 0 when not queued
+	PendingReasons     []Reason      `json:"pendingReasons"` // why it waits; empty when not queued
+	EvictedBy          string        `json:"evictedBy"`      // the GPR that evicted it, if any
+}
+
+// Reason is one machine-readable cause of a wait, with its human text.
+type Reason struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
 }
 
 // GPRList is the reply of RPCGPRList, oldest first.

@@ -99,7 +99,13 @@ func (s *Scheduler) pass(ctx context.Context) time.Time {
 		return next
 	}
 	plan := queue.Schedule(s.snapshot(now))
-	s.waiting = plan.Waiting
+	s.waiting, s.position = plan.Waiting, plan.Position
+	for _, ev := range plan.Evict {
+		if e, ok := s.recs[ev.Victim]; ok && e.rec.State == gpr.Provisioned {
+			s.log.Info("evicting", logkey.GPRID, ev.Victim, "by", ev.By)
+			s.release(ctx, e, gpr.ReasonEvictedBy+ev.By, now)
+		}
+	}
 	for _, a := range plan.Admit {
 		s.admit(ctx, a, now)
 	}

@@ -269,12 +269,21 @@ func (s *Scheduler) view(r *gpr.Record) rpc.GPR {
 	if v.MemoryPerGPU == 0 {
 		v.MemoryPerGPU = r.Shape.MemoryGB
 	}
+	v.EvictedBy = r.EvictedBy
+	v.PendingReasons = []rpc.Reason{}
 	switch r.State {
 	case gpr.Queued:
-		v.Reason = s.waiting[r.ID]
+		for _, w := range s.waiting[r.ID] {
+			v.PendingReasons = append(v.PendingReasons, rpc.Reason{Code: w.Code, Message: w.Message})
+		}
+		if len(v.PendingReasons) == 0 {
+			v.PendingReasons = append(v.PendingReasons, rpc.Reason{Code: "SCHEDULING", Message: "waiting for the next scheduling pass"})
+		}
+		v.Reason = queue.Why(s.waiting[r.ID])
 		if v.Reason == "" {
 			v.Reason = "waiting for the next scheduling pass"
 		}
+		v.QueuePosition = s.position[r.ID]
 		if at, ok := s.estimate(now)[r.ID]; ok {
 			v.EstimatedStart, v.EstimatedWait = at, max(at.Sub(now), 0)
 		}
@@ -322,7 +331,8 @@ func (s *Scheduler) snapshot(now time.Time) queue.Snapshot {
 				free = now.Add(r.Spec.ExitDuration)
 			}
 			snap.Holdings = append(snap.Holdings, queue.Holding{GPRID: r.ID, Workspace: r.Workspace, Cluster: r.Cluster,
-				Nodes: r.Nodes, FreeAt: free})
+				Nodes: r.Nodes, FreeAt: free, Priority: r.Spec.Priority, StartedAt: r.StartedAt,
+				Evictable: r.State == gpr.Provisioned && r.Spec.EnableEviction, Releasing: r.State == gpr.Releasing})
 			for _, n := range r.Nodes {
 				covered[r.Cluster+"/"+n] = true
 			}

@@ -70,7 +70,8 @@ type Scheduler struct {
 	recs      map[string]*entry
 	allocs    map[string]*ledgerEntry // node key (cluster/node) → entry
 	nodes     map[string]queue.Node   // node key → node
-	waiting   map[string]string       // gprId → why it waits
+	waiting   map[string][]queue.Reason // gprId → why it waits
+	position  map[string]int            // gprId → place in the queue
 	estimates map[string]time.Time
 	estDirty  bool
 	bootID    string
@@ -100,7 +101,7 @@ func New(ctx context.Context, o Options) (*Scheduler, error) {
 		nc: o.NATS, pub: bus.NewPublisher(o.JS), stream: o.GPRStream, gprs: o.GPRs, ledger: o.Ledger, log: o.Log,
 		now: o.Now, crash: o.CrashPoint, wake: make(chan struct{}, 1),
 		recs: map[string]*entry{}, allocs: map[string]*ledgerEntry{}, nodes: map[string]queue.Node{},
-		waiting: map[string]string{}, estDirty: true, bootID: strconv.FormatInt(o.Now().UnixNano(), 36),
+		waiting: map[string][]queue.Reason{}, position: map[string]int{}, estDirty: true, bootID: strconv.FormatInt(o.Now().UnixNano(), 36),
 	}
 	if err := s.load(ctx); err != nil {
 		return nil, err

@@ -7,6 +7,8 @@
 //	  │                  │   └──failed──▶ Failed, or Queued when requeueOnFailure
 //	  └─cancel─▶ Cancelled  └──cancel──▶ Releasing[cancelled] ──removed──▶ Cancelled
 //
+//	Provisioned ──evict──▶ Releasing[evicted-by:<gpr>] ──removed──▶ Queued (requeueOnFailure) or Evicted
+//
 // Every transition appends its event to the record's outbox in the same write
 // as the new state, so a crash can neither lose an event nor emit one for a
 // state that was never stored.
@@ -15,6 +17,7 @@ package gpr
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/open-egs/egs/libs/events"
@@ -31,6 +34,7 @@ const (
 	Releasing    State = "Releasing"
 	Complete     State = "Complete"
 	Failed       State = "Failed"
+	Evicted      State = "Evicted"
 	Cancelled    State = "Cancelled"
 )
 
@@ -41,6 +45,8 @@ const (
 	ReasonIdleTimeout      = "idle-timeout"
 	ReasonCancelled        = "cancelled"
 	ReasonWorkspaceDeleted = "workspace-deleted"
+	// ReasonEvictedBy prefixes the id of the GPR an eviction made room for.
+	ReasonEvictedBy = "evicted-by:"
 )
 
 // Spec is what was asked for, validated and resolved against the workspace.
@@ -88,6 +94,7 @@ type Record struct {
 	CompletedAt   time.Time    `json:"completedAt"`
 	Milestones    int          `json:"milestones"` // milestones emitted: 0..3 (25, 50, 75 %)
 	RetryCount    int          `json:"retryCount"`
+	EvictedBy     string       `json:"evictedBy,omitempty"`
 	AdmitSeq      int          `json:"admitSeq"`   // seq of the admitted event: names the apply command
 	ReleaseSeq    int          `json:"releaseSeq"` // seq of the released event: names the remove command
 	Seq           int          `json:"seq"`        // seq of the last event emitted
@@ -115,7 +122,7 @@ func (r *Record) Active() bool {
 
 // Final reports whether the GPR is over.
 func (r *Record) Final() bool {
-	return r.State == Complete || r.State == Failed || r.State == Cancelled
+	return r.State == Complete || r.State == Failed || r.State == Cancelled || r.State == Evicted
 }
 
 // Admit reserves nodes of cluster for a queued GPR.
@@ -162,6 +169,19 @@ func (r *Record) Release(reason string, now time.Time) error {
 func (r *Record) Released(now time.Time) bool {
 	if r.State != Releasing {
 		return false
+	}
+	if by, ok := strings.CutPrefix(r.Reason, ReasonEvictedBy); ok {
+		r.EvictedBy = by
+		r.emit(events.GPREvicted, r.Reason, now)
+		if r.Spec.RequeueOnFailure {
+			r.State, r.Reason, r.Cluster, r.Nodes, r.Shape = Queued, "", "", []string{}, Shape{}
+			r.StartedAt, r.ExpiresAt, r.Milestones = time.Time{}, time.Time{}, 0
+			r.RetryCount++
+			r.emit(events.GPRQueued, "requeued after eviction by "+by, now)
+			return true
+		}
+		r.State, r.CompletedAt, r.FailureReason = Evicted, now, "evicted by "+by
+		return true
 	}
 	r.CompletedAt = now
 	if r.Reason == ReasonCancelled {
@@ -256,6 +276,12 @@ func (r *Record) ProvisioningStatus() string {
 	case Provisioned:
 		return "Successful"
 	case Releasing, Complete:
+		if strings.HasPrefix(r.Reason, ReasonEvictedBy) {
+			if r.Spec.RequeueOnFailure {
+				return "Queued"
+			}
+			return "Error"
+		}
 		switch r.Reason {
 		case ReasonEarlyRelease:
 			return "EarlyReleased"

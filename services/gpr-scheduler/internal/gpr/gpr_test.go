@@ -176,3 +176,26 @@ func TestMilestones(t *testing.T) {
 		t.Fatalf("milestone event %+v", last)
 	}
 }
+
+func TestEvictedRequeueOrEnd(t *testing.T) {
+	for _, requeue := range []bool{true, false} {
+		r := newRec()
+		r.Spec.RequeueOnFailure = requeue
+		_ = r.Admit("c1", []string{"n1"}, Shape{}, t0)
+		r.Provisioned(t0)
+		if err := r.Release(ReasonEvictedBy+"gpr-boss", t0); err != nil {
+			t.Fatal(err)
+		}
+		r.Released(t0)
+		if r.EvictedBy != "gpr-boss" {
+			t.Fatalf("EvictedBy %q", r.EvictedBy)
+		}
+		last := r.Outbox[len(r.Outbox)-1].Event
+		switch {
+		case requeue && (r.State != Queued || r.ProvisioningStatus() != "Queued" || r.RetryCount != 1 || len(r.Nodes) != 0 || last != events.GPRQueued):
+			t.Fatalf("requeued eviction: state %s status %s retries %d nodes %v last %s", r.State, r.ProvisioningStatus(), r.RetryCount, r.Nodes, last)
+		case !requeue && (r.State != Evicted || r.ProvisioningStatus() != "Error" || r.FailureReason != "evicted by gpr-boss" || last != events.GPREvicted):
+			t.Fatalf("final eviction: state %s status %s reason %q last %s", r.State, r.ProvisioningStatus(), r.FailureReason, last)
+		}
+	}
+}

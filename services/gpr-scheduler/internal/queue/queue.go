@@ -51,6 +51,10 @@ type Holding struct {
 	Cluster   string
 	Nodes     []string
 	FreeAt    time.Time // when its nodes are expected back
+	Priority  int
+	StartedAt time.Time
+	Evictable bool // provisioned, and its owner allows eviction
+	Releasing bool // its nodes are on their way back
 }
 
 // Snapshot is the input of Schedule and Estimate.
@@ -68,10 +72,44 @@ type Admission struct {
 	Nodes   []string
 }
 
+// Eviction takes the nodes of Victim back so that By can start.
+type Eviction struct {
+	Victim string
+	By     string
+}
+
+// Reason is one machine-readable cause of a wait, with its human text.
+type Reason struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Reason codes.
+const (
+	NoMatchingNodes     = "NO_MATCHING_NODES"       // no node of the shape on the GPR's clusters
+	NodesUnavailable    = "NODES_UNAVAILABLE"       // matching nodes exist but none is schedulable
+	InsufficientNodes   = "INSUFFICIENT_FREE_NODES" // not enough free matching nodes on any one cluster
+	WorkspaceHoldsGPR   = "WORKSPACE_HOLDS_GPR"     // the workspace already holds a GPR
+	BehindWorkspaceGPR  = "BEHIND_WORKSPACE_GPR"    // an earlier GPR of the workspace waits first
+	HigherPriorityAhead = "HIGHER_PRIORITY_AHEAD"   // GPRs of higher priority wait ahead of it
+	AwaitingEviction    = "AWAITING_EVICTION"       // lower-priority GPRs are giving their nodes back for it
+)
+
 // Plan is the outcome of one scheduling pass.
 type Plan struct {
-	Admit   []Admission
-	Waiting map[string]string // gprId → why it waits, in words
+	Admit    []Admission
+	Evict    []Eviction
+	Waiting  map[string][]Reason // gprId → why it waits
+	Position map[string]int      // gprId → 1-based place in the queue order
+}
+
+// Why joins the messages of reasons, for logs and events.
+func Why(rs []Reason) string {
+	msgs := make([]string, len(rs))
+	for i, r := range rs {
+		msgs[i] = r.Message
+	}
+	return strings.Join(msgs, "; ")
 }
 
 // Less orders the queue: priority desc, then older first, then id.
@@ -106,15 +144,21 @@ func ShapeMatches(n Node, r Request) bool {
 }
 
 // Schedule runs one pass over the snapshot.
+//
+// A GPR that does not fit may evict provisioned GPRs of lower priority that
+// allow eviction: lowest priority first, then the most recently started, on
+// the cluster where the fewest victims make it fit. Nodes already on their
+// way back count as free for this, so one shortage never evicts twice.
 func Schedule(s Snapshot) Plan {
-	plan := Plan{Waiting: make(map[string]string, len(s.Queue))}
+	plan := Plan{Waiting: make(map[string][]Reason, len(s.Queue)), Position: make(map[string]int, len(s.Queue))}
 	type ref struct{ cluster, name string }
-	taken := map[ref]bool{}
+	holder := map[ref]*Holding{}
 	busy := map[string]string{} // workspace → the GPR that holds or heads it
 	held := map[string]bool{}   // workspaces that hold a GPR (not just a waiting head)
-	for _, h := range s.Holdings {
+	for i := range s.Holdings {
+		h := &s.Holdings[i]
 		for _, n := range h.Nodes {
-			taken[ref{h.Cluster, n}] = true
+			holder[ref{h.Cluster, n}] = h
 		}
 		busy[h.Workspace] = h.GPRID
 		held[h.Workspace] = true
@@ -125,40 +169,155 @@ func Schedule(s Snapshot) Plan {
 	all := map[string][]Node{}
 	for _, n := range s.Nodes {
 		all[n.Cluster] = append(all[n.Cluster], n)
-		if n.Schedulable && !taken[ref{n.Cluster, n.Name}] {
+		if n.Schedulable && holder[ref{n.Cluster, n.Name}] == nil {
 			free[n.Cluster] = append(free[n.Cluster], n)
 		}
 	}
 	for c := range free {
 		slices.SortFunc(free[c], fitOrder)
 	}
-	memo := map[shapeKey]string{}
+	memo := map[shapeKey][]Reason{}
+	claimed := map[string]bool{} // holdings already being evicted, or spoken for by an earlier request
 	q := slices.Clone(s.Queue)
 	slices.SortFunc(q, Less)
-	for _, r := range q {
+	higherWaiting := 0
+	lastPrio, waitingAtPrio := -1, 0
+	for i, r := range q {
+		plan.Position[r.ID] = i + 1
+		if r.Priority != lastPrio {
+			higherWaiting += waitingAtPrio
+			lastPrio, waitingAtPrio = r.Priority, 0
+		}
 		if other, ok := busy[r.Workspace]; ok {
 			if held[r.Workspace] {
-				plan.Waiting[r.ID] = "workspace " + r.Workspace + " already holds " + other + " (one provisioned GPR per workspace)"
+				plan.Waiting[r.ID] = []Reason{{WorkspaceHoldsGPR, "workspace " + r.Workspace + " already holds " + other + " (one provisioned GPR per workspace)"}}
 			} else {
-				plan.Waiting[r.ID] = "waiting behind " + other + " of the same workspace"
+				plan.Waiting[r.ID] = []Reason{{BehindWorkspaceGPR, "waiting behind " + other + " of the same workspace"}}
 			}
+			waitingAtPrio++
 			continue
 		}
 		busy[r.Workspace] = r.ID
 		cluster, idx, bestCluster, bestFree := pick(r, free)
-		if idx == nil {
-			plan.Waiting[r.ID] = explain(r, all, memo, bestCluster, bestFree)
+		if idx != nil {
+			names := make([]string, len(idx))
+			for i, j := range idx {
+				names[i] = free[cluster][j].Name
+			}
+			free[cluster] = removeAt(free[cluster], idx)
+			held[r.Workspace] = true
+			plan.Admit = append(plan.Admit, Admission{GPRID: r.ID, Cluster: cluster, Nodes: names})
 			continue
 		}
-		names := make([]string, len(idx))
-		for i, j := range idx {
-			names[i] = free[cluster][j].Name
+		waitingAtPrio++
+		if why, ok := evict(r, free, all, s.Holdings, claimed, &plan); ok {
+			plan.Waiting[r.ID] = []Reason{why}
+		} else {
+			plan.Waiting[r.ID] = slices.Clone(explain(r, all, s.Holdings, memo, bestCluster, bestFree))
 		}
-		free[cluster] = removeAt(free[cluster], idx)
-		held[r.Workspace] = true
-		plan.Admit = append(plan.Admit, Admission{GPRID: r.ID, Cluster: cluster, Nodes: names})
+		if higherWaiting > 0 {
+			plan.Waiting[r.ID] = append(plan.Waiting[r.ID], Reason{HigherPriorityAhead,
+				fmt.Sprintf("%d GPR(s) of higher priority wait ahead of it", higherWaiting)})
+		}
 	}
 	return plan
+}
+
+// evict plans the evictions that let r start, if lower-priority evictable
+// GPRs hold enough matching nodes. It reports the reason r waits meanwhile.
+func evict(r Request, free, all map[string][]Node, holdings []Holding, claimed map[string]bool, plan *Plan) (Reason, bool) {
+	type option struct {
+		cluster string
+		victims []*Holding
+		coming  int
+	}
+	var best *option
+	for _, c := range r.Clusters {
+		matches := map[string]bool{}
+		for _, n := range all[c] {
+			if n.Schedulable && ShapeMatches(n, r) {
+				matches[n.Name] = true
+			}
+		}
+		have := 0
+		for _, n := range free[c] {
+			if matches[n.Name] {
+				have++
+			}
+		}
+		var cands []*Holding
+		coming := 0
+		for i := range holdings {
+			h := &holdings[i]
+			if h.Cluster != c || claimed[h.GPRID] {
+				continue
+			}
+			k := 0
+			for _, n := range h.Nodes {
+				if matches[n] {
+					k++
+				}
+			}
+			if k == 0 {
+				continue
+			}
+			if h.Releasing {
+				coming += k
+			} else if h.Evictable && h.Priority < r.Priority {
+				cands = append(cands, h)
+			}
+		}
+		have += coming
+		if have >= r.Nodes {
+			if best == nil || len(best.victims) > 0 {
+				best = &option{cluster: c, coming: coming}
+			}
+			continue
+		}
+		slices.SortFunc(cands, func(a, b *Holding) int {
+			if c := cmp.Compare(a.Priority, b.Priority); c != 0 {
+				return c
+			}
+			return b.StartedAt.Compare(a.StartedAt)
+		})
+		var victims []*Holding
+		for _, h := range cands {
+			if have >= r.Nodes {
+				break
+			}
+			victims = append(victims, h)
+			for _, n := range h.Nodes {
+				if matches[n] {
+					have++
+				}
+			}
+		}
+		if have >= r.Nodes && (best == nil || len(victims) < len(best.victims)) {
+			best = &option{cluster: c, victims: victims, coming: coming}
+		}
+	}
+	if best == nil {
+		return Reason{}, false
+	}
+	if best.coming == 0 && len(best.victims) == 0 {
+		return Reason{}, false
+	}
+	var ids []string
+	for _, h := range best.victims {
+		claimed[h.GPRID] = true
+		ids = append(ids, h.GPRID)
+		plan.Evict = append(plan.Evict, Eviction{Victim: h.GPRID, By: r.ID})
+	}
+	// Nodes on their way back are spoken for by this request.
+	for i := range holdings {
+		if h := &holdings[i]; h.Cluster == best.cluster && h.Releasing {
+			claimed[h.GPRID] = true
+		}
+	}
+	if len(ids) > 0 {
+		return Reason{AwaitingEviction, fmt.Sprintf("evicting %s of lower priority on %s", strings.Join(ids, ", "), best.cluster)}, true
+	}
+	return Reason{AwaitingEviction, fmt.Sprintf("waiting for %d node(s) being released on %s", best.coming, best.cluster)}, true
 }
 
 // removeAt drops the elements at the ascending indexes idx, keeping order.
@@ -218,24 +377,41 @@ type shapeKey struct {
 
 // explain says why r waits, memoised per shape: a long queue of similar
 // requests costs one explanation, not one each.
-func explain(r Request, all map[string][]Node, memo map[shapeKey]string, bestCluster string, bestFree int) string {
+func explain(r Request, all map[string][]Node, holdings []Holding, memo map[shapeKey][]Reason, bestCluster string, bestFree int) []Reason {
 	key := shapeKey{strings.Join(r.Clusters, ","), r.GPUsPerNode, r.MemoryPerGPU, r.Nodes, r.AutoGPU, r.GPUShape, r.InstanceType, bestCluster, bestFree}
 	if why, ok := memo[key]; ok {
 		return why
 	}
-	none := true
+	matching, schedulable := 0, 0
 	for _, c := range r.Clusters {
 		for _, n := range all[c] {
 			if ShapeMatches(n, r) {
-				none = false
-				break
+				matching++
+				if n.Schedulable {
+					schedulable++
+				}
 			}
 		}
 	}
-	why := fmt.Sprintf("needs %d free node(s) with %s on one cluster; most free: %d on %s",
-		r.Nodes, describe(r), bestFree, bestCluster)
-	if none {
-		why = fmt.Sprintf("no node on %s matches %s", strings.Join(r.Clusters, ", "), describe(r))
+	var why []Reason
+	switch {
+	case matching == 0:
+		why = []Reason{{NoMatchingNodes, fmt.Sprintf("no node on %s matches %s", strings.Join(r.Clusters, ", "), describe(r))}}
+	case schedulable == 0:
+		why = []Reason{{NodesUnavailable, fmt.Sprintf("all %d node(s) matching %s are unhealthy, cordoned or unmanaged", matching, describe(r))}}
+	default:
+		var holders []string
+		for _, h := range holdings {
+			if h.Cluster == bestCluster && len(holders) < 5 {
+				holders = append(holders, h.GPRID)
+			}
+		}
+		msg := fmt.Sprintf("needs %d free node(s) with %s on one cluster; most free: %d on %s",
+			r.Nodes, describe(r), bestFree, bestCluster)
+		if len(holders) > 0 {
+			msg += " (held by " + strings.Join(holders, ", ") + ")"
+		}
+		why = []Reason{{InsufficientNodes, msg}}
 	}
 	memo[key] = why
 	return why

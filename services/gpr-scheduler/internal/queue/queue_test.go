@@ -3,6 +3,7 @@ package queue
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -132,7 +133,7 @@ func TestSchedule(t *testing.T) {
 				t.Errorf("admissions (-want +got):\n%s", diff)
 			}
 			for id, want := range tc.waiting {
-				got := plan.Waiting[id]
+				got := Why(plan.Waiting[id])
 				if want == "numberOfGPUNodes" {
 					if got == "" {
 						t.Errorf("%s: no waiting reason", id)
@@ -163,6 +164,9 @@ func TestScheduleNeverDoubleAllocates(t *testing.T) {
 	}
 	plan := Schedule(Snapshot{Now: t0, Queue: q, Nodes: nodes})
 	seen := map[string]string{}
+	if len(plan.Evict) != 0 {
+		t.Fatalf("evictions with nothing held: %v", plan.Evict)
+	}
 	total := 0
 	for _, a := range plan.Admit {
 		for _, n := range a.Nodes {
@@ -197,5 +201,108 @@ func TestEstimate(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Fatalf("estimates (-want +got):\n%s", diff)
+	}
+}
+
+func TestEviction(t *testing.T) {
+	h100 := func(c, n string) Node { return node(c, n, 8, 80, "H100") }
+	nodes := []Node{h100("c1", "n1"), h100("c1", "n2"), h100("c1", "n3")}
+	hold := func(id string, prio int, startedAgo time.Duration, evictable bool, ns ...string) Holding {
+		return Holding{GPRID: id, Workspace: "ws-" + id, Cluster: "c1", Nodes: ns, Priority: prio,
+			StartedAt: t0.Add(-startedAgo), Evictable: evictable, FreeAt: t0.Add(time.Hour)}
+	}
+	tests := map[string]struct {
+		queue    []Request
+		holdings []Holding
+		evict    []Eviction
+		code     string
+	}{
+		"lowest priority first": {
+			queue:    []Request{req("hi", "w", 250, 0).build()},
+			holdings: []Holding{hold("p50", 50, time.Hour, true, "n1"), hold("p20", 20, time.Hour, true, "n2"), hold("p90", 90, time.Hour, true, "n3")},
+			evict:    []Eviction{{Victim: "p20", By: "hi"}},
+			code:     AwaitingEviction,
+		},
+		"same priority: most recently started first": {
+			queue:    []Request{req("hi", "w", 250, 0).build()},
+			holdings: []Holding{hold("old", 50, 2*time.Hour, true, "n1"), hold("new", 50, time.Minute, true, "n2"), hold("mid", 50, time.Hour, true, "n3")},
+			evict:    []Eviction{{Victim: "new", By: "hi"}},
+			code:     AwaitingEviction,
+		},
+		"enough victims for two nodes": {
+			queue:    []Request{req("hi", "w", 250, 0).nodes(2).build()},
+			holdings: []Holding{hold("a", 10, time.Hour, true, "n1"), hold("b", 20, time.Hour, true, "n2"), hold("c", 30, time.Hour, true, "n3")},
+			evict:    []Eviction{{Victim: "a", By: "hi"}, {Victim: "b", By: "hi"}},
+			code:     AwaitingEviction,
+		},
+		"never a higher or equal priority, never one that forbids it": {
+			queue:    []Request{req("mid", "w", 100, 0).build()},
+			holdings: []Holding{hold("higher", 200, time.Hour, true, "n1"), hold("equal", 100, time.Hour, true, "n2"), hold("locked", 10, time.Hour, false, "n3")},
+			code:     InsufficientNodes,
+		},
+		"nodes on their way back are waited for, not evicted again": {
+			queue: []Request{req("hi", "w", 250, 0).build()},
+			holdings: []Holding{func() Holding { h := hold("going", 10, time.Hour, false, "n1"); h.Releasing = true; return h }(),
+				hold("p20", 20, time.Hour, true, "n2"), hold("p30", 30, time.Hour, true, "n3")},
+			code: AwaitingEviction,
+		},
+		"one victim serves one request only": {
+			queue:    []Request{req("a", "wa", 250, time.Hour).build(), req("b", "wb", 250, 0).build()},
+			holdings: []Holding{hold("v1", 10, time.Hour, true, "n1"), hold("x", 300, time.Hour, true, "n2"), hold("y", 300, time.Hour, true, "n3")},
+			evict:    []Eviction{{Victim: "v1", By: "a"}},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			plan := Schedule(Snapshot{Now: t0, Queue: tc.queue, Nodes: nodes, Holdings: tc.holdings})
+			if diff := cmp.Diff(tc.evict, plan.Evict); diff != "" {
+				t.Errorf("evictions (-want +got):\n%s", diff)
+			}
+			if len(plan.Admit) != 0 {
+				t.Errorf("admitted %v with no free node", plan.Admit)
+			}
+			if tc.code != "" {
+				got := plan.Waiting[tc.queue[0].ID]
+				if len(got) == 0 || got[0].Code != tc.code {
+					t.Errorf("reason %+v, want code %s", got, tc.code)
+				}
+			}
+		})
+	}
+}
+
+func TestReasonsAndPositions(t *testing.T) {
+	nodes := []Node{node("c1", "n1", 8, 80, "H100"), {Cluster: "c1", Name: "sick", GPUCount: 8, GPUMemoryGB: 40, GPUProduct: "A100", InstanceType: "it-A100"}}
+	holdings := []Holding{{GPRID: "holder", Workspace: "other", Cluster: "c1", Nodes: []string{"n1"}, Priority: 300}}
+	q := []Request{
+		req("top", "w1", 300, 0).build(),
+		req("mid", "w2", 200, 0).build(),
+		req("sick", "w3", 100, 0).shape("A100").build(),
+		req("none", "w4", 100, time.Second).shape("B200").build(),
+	}
+	plan := Schedule(Snapshot{Now: t0, Queue: q, Nodes: nodes, Holdings: holdings})
+	want := map[string][]string{
+		"top":  {InsufficientNodes},
+		"mid":  {InsufficientNodes, HigherPriorityAhead},
+		"none": {NoMatchingNodes, HigherPriorityAhead},
+		"sick": {NodesUnavailable, HigherPriorityAhead},
+	}
+	for id, codes := range want {
+		var got []string
+		for _, r := range plan.Waiting[id] {
+			got = append(got, r.Code)
+			if r.Message == "" {
+				t.Errorf("%s: reason %s without a message", id, r.Code)
+			}
+		}
+		if diff := cmp.Diff(codes, got); diff != "" {
+			t.Errorf("%s reasons (-want +got):\n%s", id, diff)
+		}
+	}
+	if !strings.Contains(Why(plan.Waiting["top"]), "held by holder") {
+		t.Errorf("top does not say who holds the nodes: %q", Why(plan.Waiting["top"]))
+	}
+	if diff := cmp.Diff(map[string]int{"top": 1, "mid": 2, "none": 3, "sick": 4}, plan.Position); diff != "" {
+		t.Errorf("positions (-want +got):\n%s", diff)
 	}
 }

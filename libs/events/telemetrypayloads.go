@@ -1,0 +1,185 @@
+package events
+
+import "time"
+
+// GPUSampleBatch is the payload of egs.telemetry.v1.gpu.<cluster>.<node>: one
+// reading of every GPU of one node, taken by its node agent at At. The event
+// id is <cluster>.<node token>.<Boot>.<Seq>, so a batch replayed after a bus
+// outage is stored once.
+type GPUSampleBatch struct {
+	Cluster string      `json:"cluster"`
+	Node    string      `json:"node"` // the Kubernetes node name
+	Boot    string      `json:"boot"` // random per agent start; orders Seq
+	Seq     uint64      `json:"seq"`  // 1, 2, 3... per Boot
+	At      time.Time   `json:"at"`
+	GPUs    []GPUSample `json:"gpus"`
+	// Dropped counts the batches this agent has dropped since Boot because
+	// its buffer was full while the bus was unreachable.
+	Dropped uint64 `json:"dropped,omitempty"`
+}
+
+// GPUSample is one GPU (or MIG instance) as NVML reported it. A value NVML
+// does not support on the device is left nil (MIG instances have no GPU
+// utilisation, for example).
+type GPUSample struct {
+	UUID       string `json:"uuid"`
+	Index      int    `json:"index"`
+	Name       string `json:"name"`
+	ParentUUID string `json:"parentUuid,omitempty"` // set on a MIG instance
+	// Lost is true when the GPU fell off the bus (NVML GPU_IS_LOST); no other
+	// reading is present then.
+	Lost bool `json:"lost,omitempty"`
+
+	GPUUtil         *uint32 `json:"gpuUtil,omitempty"` // percent
+	MemUtil         *uint32 `json:"memUtil,omitempty"` // percent
+	MemUsedBytes    uint64  `json:"memUsed"`
+	MemTotalBytes   uint64  `json:"memTotal"`
+	PowerMilliW     *uint32 `json:"powerMw,omitempty"`
+	PowerLimitMW    *uint32 `json:"powerLimitMw,omitempty"`
+	TempC           *uint32 `json:"tempC,omitempty"`
+	SMClockMHz      *uint32 `json:"smClockMhz,omitempty"`
+	MemClockMHz     *uint32 `json:"memClockMhz,omitempty"`
+	ECCCorrected    *uint64 `json:"eccCorrected,omitempty"`   // volatile, since driver load
+	ECCUncorrected  *uint64 `json:"eccUncorrected,omitempty"` // volatile, since driver load
+	ThrottleReasons uint64  `json:"throttleReasons,omitempty"`
+	// XIDs are the critical XID errors NVML reported since the last batch.
+	XIDs      []uint64     `json:"xids,omitempty"`
+	Processes []GPUProcess `json:"processes,omitempty"`
+}
+
+// GPUProcess is one compute process on a GPU, mapped to its pod when the node
+// runs Kubernetes and the agent can read /proc/<pid>/cgroup.
+type GPUProcess struct {
+	PID          uint32 `json:"pid"`
+	UsedMemBytes uint64 `json:"usedMem"`
+	PodUID       string `json:"podUid,omitempty"`
+	PodNamespace string `json:"podNamespace,omitempty"`
+	PodName      string `json:"podName,omitempty"`
+}
+
+// Idle reports whether the GPU does no work: utilisation 0 (or unknown on a
+// MIG instance) and no compute process. A lost GPU is not idle.
+func (s GPUSample) Idle() bool {
+	if s.Lost || len(s.Processes) > 0 {
+		return false
+	}
+	return s.GPUUtil == nil || *s.GPUUtil == 0
+}
+
+// GPUAlert is the payload of egs.telemetry.v1.alert.<cluster>.<node>.<kind>.
+type GPUAlert struct {
+	Cluster   string    `json:"cluster"`
+	Node      string    `json:"node"`
+	UUID      string    `json:"uuid"`
+	Kind      string    `json:"kind"`  // power, temperature, xid, ecc
+	State     string    `json:"state"` // raised, cleared (power, temperature); raised only for xid, ecc
+	Value     float64   `json:"value"` // W, °C, the XID, or the uncorrected ECC count
+	Threshold float64   `json:"threshold,omitempty"`
+	Workspace string    `json:"workspace,omitempty"`
+	GPRID     string    `json:"gprId,omitempty"`
+	At        time.Time `json:"at"`
+}
+
+// Alert kinds, the last token of TelemetryAlertSubject.
+const (
+	AlertPower       = "power"
+	AlertTemperature = "temperature"
+	AlertXID         = "xid"
+	AlertECC         = "ecc"
+)
+
+// Rollup streams (owner: telemetry), one per resolution, each with its own
+// retention. Their subjects are outside EGS_TELEMETRY's.
+const (
+	StreamTelemetryRollup = "EGS_TELEMETRY_ROLLUP" // prefix; + "_10S", "_1M", "_1H"
+	// SubjectTelemetryRollupAll selects the rollups of every resolution.
+	SubjectTelemetryRollupAll = "egs.telemetry-rollup.v1.>"
+	// DurableTelemetrySamples and DurableTelemetryGPRs are the telemetry
+	// service's consumers of sample batches and GPR events.
+	DurableTelemetrySamples = "telemetry-samples"
+	DurableTelemetryGPRs    = "telemetry-gprs"
+)
+
+// TelemetryRollupSubject is egs.telemetry-rollup.v1.<res>.<cluster>.<node
+// token>: the rollups of one node's GPUs over one window of resolution res
+// (10s, 1m, 1h).
+func TelemetryRollupSubject(res, cluster, node string) (string, error) {
+	return build("egs.telemetry-rollup.v1", res, cluster, NodeToken(node))
+}
+
+// TelemetryRollupFilter is the subject filter of one resolution's rollups,
+// narrowed to one cluster and node when both are given.
+func TelemetryRollupFilter(res, cluster, node string) (string, error) {
+	switch {
+	case cluster == "":
+		s, err := build("egs.telemetry-rollup.v1", res)
+		return s + ".>", err
+	case node == "":
+		s, err := build("egs.telemetry-rollup.v1", res, cluster)
+		return s + ".*", err
+	}
+	return TelemetryRollupSubject(res, cluster, node)
+}
+
+// RPC subjects of the telemetry service.
+const (
+	RPCTelemetryLatest  = "egs.rpc.v1.telemetry.latest"
+	RPCTelemetrySeries  = "egs.rpc.v1.telemetry.series"
+	RPCTelemetryTop     = "egs.rpc.v1.telemetry.top"
+	RPCTelemetryMetrics = "egs.rpc.v1.telemetry.metrics"
+)
+
+// RollupBatch is the payload of egs.telemetry-rollup.v1.<res>.<cluster>.<node>.
+type RollupBatch struct {
+	Cluster string       `json:"cluster"`
+	Node    string       `json:"node"`
+	Res     string       `json:"res"`
+	Start   time.Time    `json:"start"` // window [Start, Start+res)
+	GPUs    []GPURollup  `json:"gpus"`
+	Owner   *GPUOwnerRef `json:"owner,omitempty"` // the GPR holding the node at the window's end
+}
+
+// GPUOwnerRef names the GPR (and workspace) a GPU was attributed to.
+type GPUOwnerRef struct {
+	Workspace string `json:"workspace"`
+	GPRID     string `json:"gprId"`
+}
+
+// GPURollup is avg/max/min of one GPU's readings over one window.
+type GPURollup struct {
+	UUID    string `json:"uuid"`
+	Samples int    `json:"n"`
+	Util    Stat   `json:"util"`
+	MemUsed Stat   `json:"memUsed"` // bytes
+	PowerW  Stat   `json:"powerW"`
+	TempC   Stat   `json:"tempC"`
+}
+
+// Stat is avg, max and min of one reading.
+type Stat struct {
+	Avg float64 `json:"avg"`
+	Max float64 `json:"max"`
+	Min float64 `json:"min"`
+}
+
+// RPCNodeAgentSimLoad sets a simulated node's GPU load (standalone only: the
+// fleet of simulated node agents serves it).
+const RPCNodeAgentSimLoad = "egs.rpc.v1.nodeagent.sim-load"
+
+// SimLoadRequest is the body of RPCNodeAgentSimLoad. Utilization 0..100 fixes
+// every GPU of the node at that load (0 also means no compute processes);
+// nil returns the node to its load model. Cluster may be empty when the node
+// name is unique.
+type SimLoadRequest struct {
+	Cluster     string `json:"cluster"`
+	Node        string `json:"node"`
+	Utilization *int   `json:"utilization"`
+}
+
+// SimLoadReply names the node whose load was set.
+type SimLoadReply struct {
+	Cluster     string `json:"cluster"`
+	Node        string `json:"node"`
+	GPUs        int    `json:"gpus"`
+	Utilization *int   `json:"utilization"`
+}
