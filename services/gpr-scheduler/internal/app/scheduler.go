@@ -68,8 +68,8 @@ type Scheduler struct {
 	outRecs   []*entry       // records whose outbox events are in out
 	retryCmds []bus.Outgoing // commands whose publish failed
 	recs      map[string]*entry
-	allocs    map[string]*ledgerEntry // node key (cluster/node) → entry
-	nodes     map[string]queue.Node   // node key → node
+	allocs    map[string]*ledgerEntry   // node key (cluster/node) → entry
+	nodes     map[string]queue.Node     // node key → node
 	waiting   map[string][]queue.Reason // gprId → why it waits
 	position  map[string]int            // gprId → place in the queue
 	estimates map[string]time.Time
