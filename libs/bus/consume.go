@@ -116,6 +116,8 @@ func Consume(ctx context.Context, js jetstream.JetStream, cons jetstream.Consume
 			_ = msg.Term()
 			return
 		}
+		// Messages wait in the client's buffer; the ack timer starts again now.
+		_ = msg.InProgress()
 		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), spec.HandlerTimeout)
 		defer cancel()
 		err = safeHandle(hctx, h, msg)
@@ -146,7 +148,7 @@ func Consume(ctx context.Context, js jetstream.JetStream, cons jetstream.Consume
 		log.Warn("handler failed; will retry", "subject", msg.Subject(), "deliveries", meta.NumDelivered, "err", err)
 		_ = msg.NakWithDelay(spec.Backoff[max(i, 0)])
 	}
-	cc, err := cons.Consume(handle, jetstream.PullMaxMessages(64))
+	cc, err := cons.Consume(handle, jetstream.PullMaxMessages(8))
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", spec.Durable, err)
 	}

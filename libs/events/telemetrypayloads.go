@@ -183,3 +183,62 @@ type SimLoadReply struct {
 	GPUs        int    `json:"gpus"`
 	Utilization *int   `json:"utilization"`
 }
+
+// BucketTelemetryGPRs holds the provisioned GPRs the telemetry service
+// attributes GPUs to (owner: telemetry); key = gprId.
+const BucketTelemetryGPRs = "EGS_TELEMETRY_GPRS"
+
+// TelemetryCaller is rpc.Caller (same fields and JSON), repeated here
+// because package rpc imports this one; convert with TelemetryCaller(c).
+type TelemetryCaller struct {
+	Subject   string `json:"subject"`
+	Role      string `json:"role"`
+	Workspace string `json:"workspace"`
+}
+
+// TelemetryQuery is the body of RPCTelemetryLatest, RPCTelemetryTop and
+// RPCTelemetrySeries. Empty filters match everything the caller may see.
+type TelemetryQuery struct {
+	Caller    TelemetryCaller `json:"caller"`
+	Workspace string          `json:"workspace,omitempty"`
+	GPRID     string          `json:"gprId,omitempty"`
+	Cluster   string          `json:"cluster,omitempty"`
+	Node      string          `json:"node,omitempty"`
+	UUID      string          `json:"uuid,omitempty"`
+	Metric    string          `json:"metric,omitempty"` // top: power, temperature, utilization
+	N         int             `json:"n,omitempty"`      // top: how many (default 10)
+	Res       string          `json:"res,omitempty"`    // series: 10s, 1m (default), 1h
+	From      time.Time       `json:"from,omitzero"`    // series: default To - 1h
+	To        time.Time       `json:"to,omitzero"`      // series: default now
+}
+
+// TelemetryGPU is the latest reading of one GPU.
+type TelemetryGPU struct {
+	Cluster    string    `json:"cluster"`
+	Node       string    `json:"node"`
+	Workspace  string    `json:"workspace,omitempty"`
+	GPRID      string    `json:"gprId,omitempty"`
+	At         time.Time `json:"at"`
+	AgeSeconds float64   `json:"ageSeconds"`
+	IdleSince  time.Time `json:"idleSince,omitzero"`
+	GPUSample
+}
+
+// TelemetryGPUs is the reply of RPCTelemetryLatest and RPCTelemetryTop.
+type TelemetryGPUs struct {
+	GPUs []TelemetryGPU `json:"gpus"`
+}
+
+// TelemetrySeries is the reply of RPCTelemetrySeries: rollup windows, oldest
+// first, each narrowed to the GPUs asked for.
+type TelemetrySeries struct {
+	Res       string        `json:"res"`
+	Points    []RollupBatch `json:"points"`
+	Truncated bool          `json:"truncated,omitempty"`
+}
+
+// TelemetryMetrics is the reply of RPCTelemetryMetrics: the Prometheus text
+// exposition of every GPU (dcgm-exporter names).
+type TelemetryMetrics struct {
+	Text string `json:"text"`
+}

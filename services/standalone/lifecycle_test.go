@@ -185,3 +185,49 @@ func TestIdleReportReleasesOnlyEnforcingGPRs(t *testing.T) {
 		t.Fatalf("a GPR that does not enforce its idle timeout was touched: %+v %v", g, err)
 	}
 }
+
+// A command lost on the way (here: purged from its stream before the
+// provisioner ever saw it) is sent again, and the GPR still gets its nodes.
+func TestLostCommandIsSentAgain(t *testing.T) {
+	srv := natstest.RunServer(t)
+	nc, js := natstest.Connect(t, srv)
+	c := cluster{clients: sim.Clientsets(sim.Default())}
+	prov := launch(t, srv.ClientURL(), "", runProvisioner(c))
+	launch(t, srv.ClientURL(), "", runWorkspace)
+	launch(t, srv.ClientURL(), "", func(ctx context.Context, nc *nats.Conn, ready func(), _ func(string)) error {
+		cfg := standalone.DefaultServices().Scheduler
+		cfg.Resend, cfg.RetryInterval = 300*time.Millisecond, 50*time.Millisecond
+		return scheduler.Run(ctx, scheduler.Deps{Config: cfg, NATS: nc, Log: quiet(), Ready: ready})
+	})
+	// The provisioner goes away, so the apply command waits in its stream...
+	prov.cancel()
+	<-prov.done
+	prov.done <- nil
+	id := setupWorkspaceAndGPR(t, nc)
+	ctx := context.Background()
+	cmds, err := js.Stream(ctx, events.StreamCommands)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		info, err := cmds.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State.Msgs > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no apply command was sent")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// ...and is lost.
+	if err := cmds.Purge(ctx); err != nil {
+		t.Fatal(err)
+	}
+	launch(t, srv.ClientURL(), "", runProvisioner(c))
+	g := waitProvisioned(t, nc, id)
+	assertNodeHandedOver(t, c, g)
+}

@@ -54,6 +54,7 @@ type Config struct {
 	RetryInterval  time.Duration
 	BatchWindow    time.Duration
 	LeaseTTL       time.Duration
+	Resend         time.Duration
 }
 
 // RegisterFlags registers the configuration as flags.
@@ -61,6 +62,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.AckWait, "ack.wait", 30*time.Second, "Redelivery delay of an unacknowledged provision report.")
 	fs.DurationVar(&c.HandlerTimeout, "handler.timeout", 10*time.Second, "Deadline of one RPC or event; keep below ack.wait.")
 	fs.DurationVar(&c.RetryInterval, "retry.interval", 2*time.Second, "How often failed publishes are retried.")
+	fs.DurationVar(&c.Resend, "command.resend", 30*time.Second, "A GPR waiting this long for the provisioner's report has its command sent again.")
 	fs.DurationVar(&c.LeaseTTL, "lease.ttl", 15*time.Second, "How long a crashed active replica blocks a standby from taking over.")
 	fs.DurationVar(&c.BatchWindow, "batch.window", 0, "Least time between two scheduling passes; changes within it are decided together.")
 }
@@ -105,7 +107,9 @@ func Run(ctx context.Context, d Deps) error {
 	if err := d.Config.Validate(); err != nil {
 		return err
 	}
-	js, err := jetstream.New(d.NATS)
+	// A publish whose acknowledgement never comes fails after 10s instead of
+	// holding the scheduler's lock forever.
+	js, err := jetstream.New(d.NATS, jetstream.WithPublishAsyncTimeout(10*time.Second))
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
@@ -132,19 +136,36 @@ func Run(ctx context.Context, d Deps) error {
 		}
 		return err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return l.hold(gctx) })
-	if err := run(gctx, d, js, gprStream, g); err != nil {
-		cancel()
-		return errors.Join(err, g.Wait())
+	// The lease outlives the work: it is renewed until every goroutine of
+	// the active replica has returned, and only then released.
+	holdCtx, stopHolding := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHolding()
+	workCtx, stopWork := context.WithCancel(ctx)
+	defer stopWork()
+	held := make(chan error, 1)
+	go func() {
+		err := l.hold(holdCtx)
+		if err != nil {
+			stopWork()
+		}
+		held <- err
+	}()
+	g, gctx := errgroup.WithContext(workCtx)
+	err = run(gctx, d, js, gprStream, g, l.fence)
+	if err != nil {
+		stopWork()
 	}
-	return g.Wait()
+	err = errors.Join(err, g.Wait())
+	stopHolding()
+	if herr := <-held; herr != nil {
+		return errors.Join(err, herr)
+	}
+	l.release()
+	return err
 }
 
 // run is the active replica's work, started in g once the lease is held.
-func run(ctx context.Context, d Deps, js jetstream.JetStream, gprStream jetstream.Stream, g *errgroup.Group) error {
+func run(ctx context.Context, d Deps, js jetstream.JetStream, gprStream jetstream.Stream, g *errgroup.Group, fence func() error) error {
 	gprs, err := bus.EnsureKV(ctx, js, jetstream.KeyValueConfig{Bucket: events.BucketGPRs, History: 1, Storage: jetstream.FileStorage})
 	if err != nil {
 		return err
@@ -153,7 +174,8 @@ func run(ctx context.Context, d Deps, js jetstream.JetStream, gprStream jetstrea
 	if err != nil {
 		return err
 	}
-	s, err := app.New(ctx, app.Options{NATS: d.NATS, JS: js, GPRStream: gprStream, GPRs: gprs, Ledger: ledger, Log: d.Log, Now: d.Now, CrashPoint: d.CrashPoint})
+	s, err := app.New(ctx, app.Options{NATS: d.NATS, JS: js, GPRStream: gprStream, GPRs: gprs, Ledger: ledger, Log: d.Log, Now: d.Now, CrashPoint: d.CrashPoint,
+		Fence: fence, Resend: d.Config.Resend})
 	if err != nil {
 		return err
 	}

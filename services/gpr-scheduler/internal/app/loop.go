@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -75,6 +76,20 @@ func (s *Scheduler) pass(ctx context.Context) time.Time {
 		if len(e.rec.Outbox) > 0 {
 			s.stage(e)
 		}
+		if e.rec.State == gpr.Provisioning || e.rec.State == gpr.Releasing {
+			// No report yet: the command or its report may have been
+			// dead-lettered. Send it again (idempotent) now and then.
+			if due := e.sentAt.Add(s.resend); !now.Before(due) {
+				verb, seq := events.CommandApply, e.rec.AdmitSeq
+				if e.rec.State == gpr.Releasing {
+					verb, seq = events.CommandRemove, e.rec.ReleaseSeq
+				}
+				s.stageCommand(verb, e.rec, seq, "t"+strconv.FormatInt(now.UnixMilli(), 36))
+				e.sentAt = now
+			}
+			soon(e.sentAt.Add(s.resend))
+			continue
+		}
 		if e.rec.State != gpr.Provisioned {
 			continue
 		}
@@ -83,8 +98,9 @@ func (s *Scheduler) pass(ctx context.Context) time.Time {
 			continue
 		}
 		if pct := e.rec.DueMilestone(now); pct > 0 {
+			before := *e.rec
 			e.rec.Milestone(pct, now)
-			if err := s.save(ctx, e); err != nil {
+			if err := s.commit(ctx, e, before); err != nil {
 				s.log.Warn("store milestone", logkey.GPRID, e.rec.ID, logkey.Err, err)
 			} else {
 				s.stage(e)
@@ -117,13 +133,13 @@ func (s *Scheduler) release(ctx context.Context, e *entry, reason string, now ti
 	if err := e.rec.Release(reason, now); err != nil {
 		return
 	}
-	if err := s.save(ctx, e); err != nil {
-		*e.rec = before
+	if err := s.commit(ctx, e, before); err != nil {
 		s.log.Warn("store release; will retry", logkey.GPRID, e.rec.ID, logkey.Err, err)
 		return
 	}
 	s.stage(e)
 	s.stageCommand(events.CommandRemove, e.rec, e.rec.ReleaseSeq, "")
+	e.sentAt = now
 }
 
 func (s *Scheduler) admit(ctx context.Context, a queue.Admission, now time.Time) {
@@ -132,8 +148,7 @@ func (s *Scheduler) admit(ctx context.Context, a queue.Admission, now time.Time)
 		return
 	}
 	if err := s.reserve(ctx, e.rec, a.Cluster, a.Nodes); err != nil {
-		s.log.Warn("reserve nodes", logkey.GPRID, e.rec.ID, logkey.Err, err)
-		s.Wake()
+		s.log.Warn("reserve nodes; next pass", logkey.GPRID, e.rec.ID, logkey.Err, err)
 		return
 	}
 	before := *e.rec
@@ -145,15 +160,19 @@ func (s *Scheduler) admit(ctx context.Context, a queue.Admission, now time.Time)
 		s.log.Error("admit", logkey.GPRID, e.rec.ID, logkey.Err, err)
 		return
 	}
-	if err := s.save(ctx, e); err != nil {
-		*e.rec = before
-		_ = s.freeNodesOf(ctx, e.rec)
+	if err := s.commit(ctx, e, before); err != nil {
+		if e.rec.State == gpr.Queued { // not stored: give the nodes back
+			if ferr := s.freeNodesOf(ctx, e.rec); ferr != nil {
+				s.log.Warn("free reservation; the sweep will", logkey.GPRID, e.rec.ID, logkey.Err, ferr)
+			}
+		}
 		s.log.Warn("store admission", logkey.GPRID, e.rec.ID, logkey.Err, err)
 		return
 	}
 	s.crash(CrashAfterAdmit)
 	s.stage(e)
 	s.stageCommand(events.CommandApply, e.rec, e.rec.AdmitSeq, "")
+	e.sentAt = now
 }
 
 // OnProvision handles the provisioner's reports. Reports that do not match
@@ -192,12 +211,15 @@ func (s *Scheduler) OnProvision(ctx context.Context, ev bus.Event, msg jetstream
 		if err := s.freeNodesOf(ctx, e.rec); err != nil {
 			return err
 		}
+		// Some nodes may have been handed over before the failure: take
+		// them back (remove only touches nodes labelled for this GPR).
+		undo := *e.rec
 		e.rec.Fail(res.Error, now)
+		s.stageCommand(events.CommandRemove, &undo, res.Seq, "failed")
 	default:
 		return bus.Permanent(fmt.Errorf("unknown provision report %q", msg.Subject()))
 	}
-	if err := s.save(ctx, e); err != nil {
-		*e.rec = before
+	if err := s.commit(ctx, e, before); err != nil {
 		return err
 	}
 	s.stage(e)
@@ -279,6 +301,7 @@ func (s *Scheduler) OnWorkspaceDeleted(ctx context.Context, ev bus.Event, _ jets
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.deleted[w.Name] = true
 	now := s.now()
 	for _, e := range s.recs {
 		if e.rec.Workspace != w.Name || e.rec.Final() || e.rec.State == gpr.Releasing {
@@ -296,13 +319,13 @@ func (s *Scheduler) OnWorkspaceDeleted(ctx context.Context, ev bus.Event, _ jets
 			}
 			remove = true
 		}
-		if err := s.save(ctx, e); err != nil {
-			*e.rec = before
+		if err := s.commit(ctx, e, before); err != nil {
 			return err
 		}
 		s.stage(e)
 		if remove {
 			s.stageCommand(events.CommandRemove, e.rec, e.rec.ReleaseSeq, "")
+			e.sentAt = now
 		}
 	}
 	if err := s.send(ctx); err != nil {

@@ -51,6 +51,9 @@ func (s *Scheduler) Create(ctx context.Context, req rpc.CreateGPRRequest) (rpc.C
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.deleted[ws.Name] {
+		return rpc.CreateGPRReply{}, rpc.Errorf(rpc.NotFound, "workspace %s was deleted", ws.Name)
+	}
 	spec, err := resolveSpec(req.Spec, ws, s.nodeList())
 	if err != nil {
 		return rpc.CreateGPRReply{}, err
@@ -78,13 +81,19 @@ func (s *Scheduler) Create(ctx context.Context, req rpc.CreateGPRRequest) (rpc.C
 
 func (s *Scheduler) find(c rpc.Caller, id string) (*entry, error) {
 	e, ok := s.recs[id]
-	if !ok || e.rec.State == gpr.Cancelled {
+	if !ok || e.rec.State == gpr.Cancelled || cancelling(e.rec) {
 		return nil, rpc.Errorf(rpc.NotFound, "GPR %s not found", id)
 	}
 	if !c.Allows(e.rec.Workspace) {
 		return nil, rpc.Errorf(rpc.Forbidden, "GPR %s belongs to another workspace", id)
 	}
 	return e, nil
+}
+
+// cancelling reports a GPR deleted while its nodes were being prepared: to
+// clients it is gone already (D14), while its reservation is given back.
+func cancelling(r *gpr.Record) bool {
+	return r.State == gpr.Releasing && r.Reason == gpr.ReasonCancelled
 }
 
 // Get returns one GPR.
@@ -107,7 +116,7 @@ func (s *Scheduler) List(ctx context.Context, req rpc.ListGPRsRequest) (rpc.GPRL
 	defer s.mu.Unlock()
 	out := rpc.GPRList{Items: []rpc.GPR{}}
 	for _, e := range s.recs {
-		if e.rec.Workspace == req.Workspace && e.rec.State != gpr.Cancelled {
+		if e.rec.Workspace == req.Workspace && e.rec.State != gpr.Cancelled && !cancelling(e.rec) {
 			out.Items = append(out.Items, s.view(e.rec))
 		}
 	}
@@ -155,13 +164,13 @@ func (s *Scheduler) Update(ctx context.Context, req rpc.UpdateGPRRequest) (rpc.E
 			return rpc.Empty{}, conflict(err)
 		}
 	}
-	if err := s.save(ctx, e); err != nil {
-		*e.rec = before
+	if err := s.commit(ctx, e, before); err != nil {
 		return rpc.Empty{}, err
 	}
 	s.stage(e)
 	if release {
 		s.stageCommand(events.CommandRemove, e.rec, e.rec.ReleaseSeq, "")
+		e.sentAt = s.now()
 	}
 	if err := s.send(ctx); err != nil {
 		s.log.Warn("publish; will retry", logkey.GPRID, e.rec.ID, logkey.Err, err)
@@ -174,6 +183,9 @@ func (s *Scheduler) Update(ctx context.Context, req rpc.UpdateGPRRequest) (rpc.E
 func (s *Scheduler) Delete(ctx context.Context, ref rpc.GPRRef) (rpc.Empty, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if e, ok := s.recs[ref.GPRID]; ok && cancelling(e.rec) && ref.Caller.Allows(e.rec.Workspace) {
+		return rpc.Empty{}, nil // deleted already; its nodes are on their way back
+	}
 	e, err := s.find(ref.Caller, ref.GPRID)
 	if err != nil {
 		return rpc.Empty{}, err
@@ -183,13 +195,13 @@ func (s *Scheduler) Delete(ctx context.Context, ref rpc.GPRRef) (rpc.Empty, erro
 	if err != nil {
 		return rpc.Empty{}, conflict(err)
 	}
-	if err := s.save(ctx, e); err != nil {
-		*e.rec = before
+	if err := s.commit(ctx, e, before); err != nil {
 		return rpc.Empty{}, err
 	}
 	s.stage(e)
 	if !done {
 		s.stageCommand(events.CommandRemove, e.rec, e.rec.ReleaseSeq, "")
+		e.sentAt = s.now()
 	}
 	if err := s.send(ctx); err != nil {
 		s.log.Warn("publish; will retry", logkey.GPRID, e.rec.ID, logkey.Err, err)

@@ -41,8 +41,9 @@ const (
 type entry struct {
 	rec    *gpr.Record
 	rev    uint64
-	staged int  // outbox events in the batch being sent
-	dirty  bool // the stored record still lists events already published
+	staged int       // outbox events in the batch being sent
+	dirty  bool      // the stored record still lists events already published
+	sentAt time.Time // when its pending apply/remove command was last sent
 }
 
 type ledgerEntry struct {
@@ -60,6 +61,8 @@ type Scheduler struct {
 	log    *slog.Logger
 	now    func() time.Time
 	crash  func(string)
+	fence  func() error
+	resend time.Duration
 
 	wake chan struct{}
 
@@ -75,6 +78,7 @@ type Scheduler struct {
 	estimates map[string]time.Time
 	estDirty  bool
 	bootID    string
+	deleted   map[string]bool // workspaces deleted since start: no new GPRs
 }
 
 // Options configure New.
@@ -87,6 +91,12 @@ type Options struct {
 	Log        *slog.Logger
 	Now        func() time.Time
 	CrashPoint func(string)
+	// Fence, when set, is asked before every write; an error (this replica
+	// may no longer be the active one) refuses the write.
+	Fence func() error
+	// Resend is how long a GPR waits for the provisioner's report before its
+	// command is sent again (default 30s).
+	Resend time.Duration
 }
 
 // New builds a scheduler and loads its state from the buckets.
@@ -97,9 +107,15 @@ func New(ctx context.Context, o Options) (*Scheduler, error) {
 	if o.CrashPoint == nil {
 		o.CrashPoint = func(string) {}
 	}
+	if o.Fence == nil {
+		o.Fence = func() error { return nil }
+	}
+	if o.Resend <= 0 {
+		o.Resend = 30 * time.Second
+	}
 	s := &Scheduler{
 		nc: o.NATS, pub: bus.NewPublisher(o.JS), stream: o.GPRStream, gprs: o.GPRs, ledger: o.Ledger, log: o.Log,
-		now: o.Now, crash: o.CrashPoint, wake: make(chan struct{}, 1),
+		now: o.Now, crash: o.CrashPoint, fence: o.Fence, resend: o.Resend, deleted: map[string]bool{}, wake: make(chan struct{}, 1),
 		recs: map[string]*entry{}, allocs: map[string]*ledgerEntry{}, nodes: map[string]queue.Node{},
 		waiting: map[string][]queue.Reason{}, position: map[string]int{}, estDirty: true, bootID: strconv.FormatInt(o.Now().UnixNano(), 36),
 	}
@@ -151,15 +167,8 @@ func (s *Scheduler) Wake() {
 func (s *Scheduler) Recover(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for key, le := range s.allocs {
-		e, ok := s.recs[le.alloc.GPRID]
-		if ok && e.rec.Active() && e.rec.Cluster == le.alloc.Cluster && slices.Contains(e.rec.Nodes, le.alloc.Node) {
-			continue
-		}
-		s.log.Warn("freeing orphaned allocation", logkey.Node, key, logkey.GPRID, le.alloc.GPRID)
-		if err := s.freeNode(ctx, key); err != nil {
-			return err
-		}
+	if err := s.sweep(ctx); err != nil {
+		return err
 	}
 	for _, e := range s.recs {
 		if err := s.dropPublished(ctx, e); err != nil {
@@ -172,6 +181,7 @@ func (s *Scheduler) Recover(ctx context.Context) error {
 		case gpr.Releasing:
 			s.stageCommand(events.CommandRemove, e.rec, e.rec.ReleaseSeq, "r"+s.bootID)
 		}
+		e.sentAt = s.now()
 	}
 	if err := s.send(ctx); err != nil {
 		return err
@@ -182,6 +192,9 @@ func (s *Scheduler) Recover(ctx context.Context) error {
 
 // save writes e's record (create when new, else compare-and-set on its revision).
 func (s *Scheduler) save(ctx context.Context, e *entry) error {
+	if err := s.fence(); err != nil {
+		return err
+	}
 	b, err := json.Marshal(e.rec)
 	if err != nil {
 		return fmt.Errorf("encode gpr %s: %w", e.rec.ID, err)
@@ -199,6 +212,37 @@ func (s *Scheduler) save(ctx context.Context, e *entry) error {
 	e.dirty = false
 	s.estDirty = true
 	return nil
+}
+
+// commit stores e after a transition from before. When the write fails, the
+// stored record is read back: if it holds the transition (the write went
+// through but its answer was lost) that is success; otherwise memory takes
+// what is stored (or before, if it cannot be read) and the error is returned.
+func (s *Scheduler) commit(ctx context.Context, e *entry, before gpr.Record) error {
+	err := s.save(ctx, e)
+	if err == nil {
+		return nil
+	}
+	if s.fence() != nil {
+		*e.rec = before
+		return err
+	}
+	got, gerr := s.gprs.Get(ctx, e.rec.ID)
+	if gerr != nil {
+		*e.rec = before
+		return errors.Join(err, gerr)
+	}
+	var stored gpr.Record
+	if derr := json.Unmarshal(got.Value(), &stored); derr != nil {
+		*e.rec = before
+		return errors.Join(err, derr)
+	}
+	if stored.Seq == e.rec.Seq && stored.State == e.rec.State {
+		e.rev = got.Revision()
+		return nil
+	}
+	*e.rec, e.rev = stored, got.Revision()
+	return err
 }
 
 // The outbox: a transition stores the record with its new events (one KV
@@ -335,6 +379,9 @@ func (s *Scheduler) purge(ctx context.Context, e *entry) {
 func (s *Scheduler) tidy(ctx context.Context, limit int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.sweep(ctx); err != nil {
+		s.log.Warn("ledger sweep", logkey.Err, err)
+	}
 	for _, e := range s.recs {
 		if limit == 0 {
 			return
@@ -384,6 +431,9 @@ func (s *Scheduler) freeNodesOf(ctx context.Context, r *gpr.Record) error {
 // with compare-and-set, so a node can never be given to two GPRs; on conflict
 // the entries made so far are undone.
 func (s *Scheduler) reserve(ctx context.Context, r *gpr.Record, cluster string, nodes []string) error {
+	if err := s.fence(); err != nil {
+		return err
+	}
 	var made []string
 	for _, n := range nodes {
 		a := rpc.Allocation{Cluster: cluster, Node: n, GPRID: r.ID, GPRName: r.Name, Workspace: r.Workspace,
@@ -395,13 +445,48 @@ func (s *Scheduler) reserve(ctx context.Context, r *gpr.Record, cluster string, 
 		rev, err := s.ledger.Create(ctx, events.NodeKey(cluster, n), b)
 		if err != nil {
 			for _, m := range made {
-				_ = s.freeNode(ctx, m)
+				if ferr := s.freeNode(ctx, m); ferr != nil {
+					s.log.Warn("undo reservation; the sweep will", logkey.Node, m, logkey.Err, ferr)
+				}
+			}
+			if errors.Is(err, jetstream.ErrKeyExists) {
+				s.adopt(ctx, cluster, n)
 			}
 			return fmt.Errorf("reserve %s/%s for %s: %w", cluster, n, r.ID, err)
 		}
 		key := cluster + "/" + n
 		s.allocs[key] = &ledgerEntry{alloc: a, rev: rev}
 		made = append(made, key)
+	}
+	return nil
+}
+
+// adopt reads a ledger entry memory did not know (written by an earlier
+// leader, or by a write whose answer was lost), so the node counts as taken;
+// the sweep frees it if no GPR accounts for it.
+func (s *Scheduler) adopt(ctx context.Context, cluster, node string) {
+	got, err := s.ledger.Get(ctx, events.NodeKey(cluster, node))
+	if err != nil {
+		return
+	}
+	var a rpc.Allocation
+	if json.Unmarshal(got.Value(), &a) == nil {
+		s.allocs[a.Cluster+"/"+a.Node] = &ledgerEntry{alloc: a, rev: got.Revision()}
+		s.estDirty = true
+	}
+}
+
+// sweep frees ledger entries that no active GPR accounts for.
+func (s *Scheduler) sweep(ctx context.Context) error {
+	for key, le := range s.allocs {
+		e, ok := s.recs[le.alloc.GPRID]
+		if ok && e.rec.Active() && e.rec.Cluster == le.alloc.Cluster && slices.Contains(e.rec.Nodes, le.alloc.Node) {
+			continue
+		}
+		s.log.Warn("freeing orphaned allocation", logkey.Node, key, logkey.GPRID, le.alloc.GPRID)
+		if err := s.freeNode(ctx, key); err != nil {
+			return err
+		}
 	}
 	return nil
 }
