@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/open-egs/egs/libs/rpc"
 )
@@ -37,6 +40,31 @@ func Decode(body []byte, v any) error {
 }
 
 func invalid(format string, args ...any) error { return rpc.Errorf(rpc.Invalid, format, args...) }
+
+// Limits of display names: a GPR's name (gprName) is free text for people,
+// never part of a path or query; requestName of a wait-time request is at
+// most 40 characters (§6.6).
+const (
+	MaxDisplayNameLen = 253
+	MaxRequestNameLen = 40
+)
+
+// validDisplayName accepts 1..max characters of printable text, not only spaces.
+func validDisplayName(s string, max int) bool {
+	if strings.TrimSpace(s) == "" || utf8.RuneCountInString(s) > max || !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return false
+		}
+	}
+	return true
+}
+
+func displayNameError(key string, max int) error {
+	return invalid("%q must be 1 to %d printable characters", key, max)
+}
 
 func nameError(key string) error {
 	return invalid("%q must be a DNS-style name ([a-z0-9-], at most 63 characters)", key)

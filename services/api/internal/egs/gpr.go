@@ -52,11 +52,11 @@ func (b CreateGPRBody) spec(waitTime bool) (rpc.GPRSpec, error) {
 		if n := str(b.RequestName); n != "" {
 			name = n
 		}
-		if name != "" && !ValidName(name) {
-			return rpc.GPRSpec{}, nameError("requestName")
+		if name != "" && !validDisplayName(name, MaxRequestNameLen) {
+			return rpc.GPRSpec{}, displayNameError("requestName", MaxRequestNameLen)
 		}
-	} else if !ValidName(name) {
-		return rpc.GPRSpec{}, nameError("gprName")
+	} else if !validDisplayName(name, MaxDisplayNameLen) {
+		return rpc.GPRSpec{}, displayNameError("gprName", MaxDisplayNameLen)
 	}
 	ws := str(b.SliceName)
 	if !ValidName(ws) {
@@ -156,8 +156,8 @@ func (b UpdateGPRBody) Request(caller rpc.Caller) (rpc.UpdateGPRRequest, error) 
 	if err := checkPriority(b.Priority, false); err != nil {
 		return rpc.UpdateGPRRequest{}, err
 	}
-	if b.GPRName != nil && !ValidName(*b.GPRName) {
-		return rpc.UpdateGPRRequest{}, nameError("gprName")
+	if b.GPRName != nil && !validDisplayName(*b.GPRName, MaxDisplayNameLen) {
+		return rpc.UpdateGPRRequest{}, displayNameError("gprName", MaxDisplayNameLen)
 	}
 	if b.Priority == nil && b.GPRName == nil && b.EarlyRelease == nil {
 		return rpc.UpdateGPRRequest{}, invalid("one of %q, %q or %q is required", "priority", "gprName", "earlyRelease")
@@ -190,6 +190,11 @@ type GPR struct {
 	EnforceIdleTimeOut     bool      `json:"enforceIdleTimeOut"`
 	IdleTimeOutDuration    string    `json:"idleTimeOutDuration"`
 	Status                 GPRStatus `json:"status"`
+	// Our additions (clients ignore extra keys): the place in the queue
+	// (1-based, 0 when not queued), why it waits, and who evicted it.
+	QueuePosition  int          `json:"queuePosition"`
+	PendingReasons []rpc.Reason `json:"pendingReasons"`
+	EvictedBy      string       `json:"evictedBy"`
 }
 
 // GPRStatus is the status object of a GPR: exactly the ten keys of §6.4.
@@ -243,6 +248,9 @@ func FromGPR(g rpc.GPR) GPR {
 			RetryCount:          g.RetryCount,
 			DelayedCount:        g.DelayedCount,
 		},
+		QueuePosition:  g.QueuePosition,
+		PendingReasons: append([]rpc.Reason{}, g.PendingReasons...),
+		EvictedBy:      g.EvictedBy,
 	}
 }
 

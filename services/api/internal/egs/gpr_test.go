@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,7 +58,8 @@ func TestCreateGPRBodySpec(t *testing.T) {
 		"exitDuration null":      {edit: func(b *CreateGPRBody) { b.ExitDuration = nil }, wantMsg: `"exitDuration" is not allowed to be empty`},
 		"bad sliceName":          {edit: func(b *CreateGPRBody) { b.SliceName = ptr("My WS") }, wantMsg: `"sliceName" must be a DNS-style name ([a-z0-9-], at most 63 characters)`},
 		"no sliceName":           {edit: func(b *CreateGPRBody) { b.SliceName = nil }, wantMsg: `"sliceName" must be a DNS-style name ([a-z0-9-], at most 63 characters)`},
-		"bad gprName":            {edit: func(b *CreateGPRBody) { b.GPRName = ptr("a b") }, wantMsg: `"gprName" must be a DNS-style name ([a-z0-9-], at most 63 characters)`},
+		"blank gprName":          {edit: func(b *CreateGPRBody) { b.GPRName = ptr("   ") }, wantMsg: `"gprName" must be 1 to 253 printable characters`},
+		"control char gprName":   {edit: func(b *CreateGPRBody) { b.GPRName = ptr("a\nb") }, wantMsg: `"gprName" must be 1 to 253 printable characters`},
 		"bad clusterName":        {edit: func(b *CreateGPRBody) { b.ClusterName = ptr("C1") }, wantMsg: `"clusterName" must be a DNS-style name ([a-z0-9-], at most 63 characters)`},
 		"bad preferred":          {edit: func(b *CreateGPRBody) { b.PreferredClusters = []string{"c1", ""} }, wantMsg: `"preferredClusters" must hold DNS-style cluster names`},
 		"zero gpus":              {edit: func(b *CreateGPRBody) { b.NumberOfGPUs = ptr(0) }, wantMsg: `"numberOfGPUs" must be a positive integer`},
@@ -159,14 +161,17 @@ func TestFromGPR(t *testing.T) {
 				GPUsPerNode: 1, Nodes: 1, InstanceType: "n1-highcpu-2", GPUShape: "Tesla-T4", MemoryPerGPU: 15,
 				Priority: 201, ExitDuration: time.Minute, IdleTimeout: time.Minute, EnforceIdleTimeout: true,
 				ProvisioningStatus: "Queued", InternalState: "Queued", CreatedAt: created,
-				EstimatedStart: time.Date(2024, 12, 24, 8, 13, 8, 0, time.UTC),
+				EstimatedStart: time.Date(2024, 12, 24, 8, 13, 8, 0, time.UTC), QueuePosition: 3,
+				PendingReasons: []rpc.Reason{{Code: "WORKSPACE_HOLDS_GPR", Message: "workspace pink already holds gpr-1"}},
 			},
 			want: GPR{
 				GPRID: "gpr-b900c98b-27a6", GPRName: "created-by-coreapi", SliceName: "pink", ClusterName: "worker-1",
 				NumberOfGPUs: 1, NumberOfGPUNodes: 1, InstanceType: "n1-highcpu-2", GPUShape: "Tesla-T4", MemoryPerGPU: 15,
 				Priority: 201, GPUSharingMode: "Virtual Machine", EstimatedStartTime: "2024-12-24T08:13:08Z",
 				EstimatedWaitTime: "0h0m0s", ExitDuration: "0h1m0s", EnforceIdleTimeOut: true, IdleTimeOutDuration: "0h1m0s",
-				Status: GPRStatus{ProvisioningStatus: "Queued", InternalState: "Queued", Nodes: []string{}},
+				Status:         GPRStatus{ProvisioningStatus: "Queued", InternalState: "Queued", Nodes: []string{}},
+				QueuePosition:  3,
+				PendingReasons: []rpc.Reason{{Code: "WORKSPACE_HOLDS_GPR", Message: "workspace pink already holds gpr-1"}},
 			},
 		},
 		"provisioned multi-node": {
@@ -182,6 +187,7 @@ func TestFromGPR(t *testing.T) {
 				MultiNode: true,
 				Status: GPRStatus{ProvisioningStatus: "Successful", InternalState: "Provisioned", NumGPUsAllocated: 16,
 					StartTimestamp: "2024-12-24T08:00:00Z", Nodes: []string{"n1", "n2"}, RetryCount: 1, DelayedCount: 2},
+				PendingReasons: []rpc.Reason{},
 			},
 		},
 		"failed": {
@@ -190,7 +196,8 @@ func TestFromGPR(t *testing.T) {
 			want: GPR{GPRID: "gpr-2", GPUSharingMode: "Virtual Machine", EstimatedWaitTime: "0h0m0s", ExitDuration: "0h0m0s",
 				EarlyRelease: true,
 				Status: GPRStatus{ProvisioningStatus: "Error", FailureReason: "no capacity",
-					CompletionTimestamp: "2024-12-24T08:00:00Z", Nodes: []string{}}},
+					CompletionTimestamp: "2024-12-24T08:00:00Z", Nodes: []string{}},
+				PendingReasons: []rpc.Reason{}},
 		},
 	}
 	for name, tc := range tests {
@@ -219,6 +226,7 @@ func TestGPRWireKeys(t *testing.T) {
 		"estimatedWaitTime": "string", "exitDuration": "string", "earlyRelease": "bool", "multiNode": "bool",
 		"dedicatedNodes": "bool", "enableRDMA": "bool", "enableSecondaryNetwork": "bool", "status": "object",
 		"enforceIdleTimeOut": "bool", "idleTimeOutDuration": "string",
+		"queuePosition": "number", "pendingReasons": "array", "evictedBy": "string",
 	}
 	if diff := cmp.Diff(want, jsonTypes(m)); diff != "" {
 		t.Errorf("GPR keys (-want +got):\n%s", diff)
@@ -268,5 +276,16 @@ func TestFromGPRListEmpty(t *testing.T) {
 	ids := []string{l.Items[0].GPRID, l.Items[1].GPRID}
 	if !sort.IsSorted(sort.Reverse(sort.StringSlice(ids))) {
 		t.Errorf("order not kept: %v", ids)
+	}
+}
+
+func TestDisplayNames(t *testing.T) {
+	for name, want := range map[string]bool{
+		"Llama_Train v2": true, "created-by-coreapi": true, "训练": true, strings.Repeat("x", 253): true,
+		"": false, "  ": false, "tab\there": false, strings.Repeat("x", 254): false,
+	} {
+		if got := validDisplayName(name, MaxDisplayNameLen); got != want {
+			t.Errorf("validDisplayName(%q) = %v, want %v", name, got, want)
+		}
 	}
 }

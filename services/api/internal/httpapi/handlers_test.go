@@ -119,7 +119,8 @@ func TestGetGPRObject(t *testing.T) {
 		`"estimatedStartTime":"2024-12-24T08:13:08Z","estimatedWaitTime":"0h0m0s","exitDuration":"0h1m0s","earlyRelease":false,` +
 		`"multiNode":false,"dedicatedNodes":false,"enableRDMA":false,"enableSecondaryNetwork":false,"enforceIdleTimeOut":true,` +
 		`"idleTimeOutDuration":"0h1m0s","status":{"provisioningStatus":"Queued","failureReason":"","numGpusAllocated":0,` +
-		`"startTimestamp":"","completionTimestamp":"","cost":"","nodes":[],"internalState":"","retryCount":0,"delayedCount":0}}}`
+		`"startTimestamp":"","completionTimestamp":"","cost":"","nodes":[],"internalState":"","retryCount":0,"delayedCount":0},` +
+		`"queuePosition":0,"pendingReasons":[],"evictedBy":""}}`
 	if r.body != want {
 		t.Errorf("GET gpr\n got %s\nwant %s", r.body, want)
 	}
@@ -128,8 +129,8 @@ func TestGetGPRObject(t *testing.T) {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	if len(keys) != 22 {
-		t.Errorf("GPR has %d keys, want 20 + 2: %v", len(keys), keys)
+	if len(keys) != 25 {
+		t.Errorf("GPR has %d keys, want 20 + 2 + 3 of ours: %v", len(keys), keys)
 	}
 
 	if r := f.do(http.MethodGet, "/api/v1/gpr?gprId=gpr-00000000-0000", viewer, ""); r.status != 404 || r.env["message"] != "GPR gpr-00000000-0000 not found" {
