@@ -189,6 +189,18 @@ const (
 	RPCWorkspaceDelete = "egs.rpc.v1.workspace.delete"
 	RPCWorkspaceList   = "egs.rpc.v1.workspace.list"
 	RPCWorkspaceGet    = "egs.rpc.v1.workspace.get"
+	RPCWorkspacePolicy = "egs.rpc.v1.workspace.set-policy"
+
+	RPCTemplateCreate = "egs.rpc.v1.workspace.template-create"
+	RPCTemplateGet    = "egs.rpc.v1.workspace.template-get"
+	RPCTemplateList   = "egs.rpc.v1.workspace.template-list"
+	RPCTemplateUpdate = "egs.rpc.v1.workspace.template-update"
+	RPCTemplateDelete = "egs.rpc.v1.workspace.template-delete"
+	RPCBindingCreate  = "egs.rpc.v1.workspace.binding-create"
+	RPCBindingGet     = "egs.rpc.v1.workspace.binding-get"
+	RPCBindingList    = "egs.rpc.v1.workspace.binding-list"
+	RPCBindingUpdate  = "egs.rpc.v1.workspace.binding-update"
+	RPCBindingDelete  = "egs.rpc.v1.workspace.binding-delete"
 
 	RPCAuthExchange  = "egs.rpc.v1.auth.exchange"
 	RPCAuthKeyCreate = "egs.rpc.v1.auth.apikey-create"
@@ -203,6 +215,8 @@ const (
 	RPCGPRDelete      = "egs.rpc.v1.gpr-scheduler.delete"
 	RPCGPRWaitTime    = "egs.rpc.v1.gpr-scheduler.waittime"
 	RPCGPRAllocations = "egs.rpc.v1.gpr-scheduler.allocations"
+	RPCGPRApprove     = "egs.rpc.v1.gpr-scheduler.approve"
+	RPCGPRReject      = "egs.rpc.v1.gpr-scheduler.reject"
 
 	RPCInventoryList = "egs.rpc.v1.provisioner.inventory"
 	RPCKubeConfig    = "egs.rpc.v1.provisioner.kubeconfig"

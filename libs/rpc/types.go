@@ -28,6 +28,72 @@ type Workspace struct {
 	Username   string    `json:"username"`
 	Email      string    `json:"email"`
 	CreatedAt  time.Time `json:"createdAt"`
+	Policy     Policy    `json:"policy"`
+}
+
+// Policy is a workspace's admission policy. A GPR beyond it is not refused:
+// it waits in PendingApproval until an admin approves or rejects it. Zero
+// values mean "no limit" (AllowedShapes empty: any shape).
+type Policy struct {
+	AllowedShapes   []string      `json:"allowedShapes"`   // GPU models or instance types
+	MaxGPUsPerGPR   int           `json:"maxGpusPerGpr"`   // numberOfGPUs x numberOfGPUNodes
+	MaxMemoryPerGPU int           `json:"maxMemoryPerGpu"` // GB asked per GPU
+	MaxQueuedGPRs   int           `json:"maxQueuedGprs"`   // GPRs waiting at once
+	MaxExitDuration time.Duration `json:"maxExitDuration"`
+	MinPriority     int           `json:"minPriority"`
+	MaxPriority     int           `json:"maxPriority"`
+	// AutoEviction lets the workspace's GPRs that set enableEviction be
+	// evicted by higher-priority ones (default true: nil means true).
+	AutoEviction *bool `json:"autoEviction"`
+	// RequeueOnFailure is the default for GPRs that do not say.
+	RequeueOnFailure *bool `json:"requeueOnFailure"`
+}
+
+// SetPolicyRequest is the body of RPCWorkspacePolicy (admins only).
+type SetPolicyRequest struct {
+	Caller    Caller `json:"caller"`
+	Workspace string `json:"workspace"`
+	Policy    Policy `json:"policy"`
+}
+
+// DecideRequest approves or rejects a GPR waiting in PendingApproval
+// (RPCGPRApprove, RPCGPRReject; admins and Owners only).
+type DecideRequest struct {
+	Caller Caller `json:"caller"`
+	GPRID  string `json:"gprId"`
+	Reason string `json:"reason"` // rejection reason, shown as failureReason
+}
+
+// Template is a GPR template (EGS §7); Name is its key.
+type Template struct {
+	Name                string `json:"name"`
+	ClusterName         string `json:"clusterName"`
+	GPUShape            string `json:"gpuShape"`
+	InstanceType        string `json:"instanceType"`
+	ExitDuration        string `json:"exitDuration"`
+	NumberOfGPUs        int    `json:"numberOfGPUs"`
+	NumberOfGPUNodes    int    `json:"numberOfGPUNodes"`
+	Priority            int    `json:"priority"`
+	MemoryPerGPU        int    `json:"memoryPerGpu"`
+	EnforceIdleTimeOut  bool   `json:"enforceIdleTimeOut"`
+	IdleTimeOutDuration string `json:"idleTimeOutDuration"`
+	EnableEviction      bool   `json:"enableEviction"`
+	RequeueOnFailure    bool   `json:"requeueOnFailure"`
+}
+
+// Binding attaches templates to a workspace per cluster (EGS §8); its name is
+// the workspace's.
+type Binding struct {
+	Name          string           `json:"name"`
+	Clusters      []BindingCluster `json:"clusters"`
+	EnableAutoGPR bool             `json:"enableAutoGPR"`
+}
+
+// BindingCluster is one cluster entry of a binding.
+type BindingCluster struct {
+	ClusterName         string   `json:"clusterName"`
+	DefaultTemplateName string   `json:"defaultTemplateName"`
+	Templates           []string `json:"templates"`
 }
 
 // CreateWorkspaceRequest is the body of RPCWorkspaceCreate.
