@@ -55,17 +55,19 @@ type GPREvent string
 
 // The GPR events, in lifecycle order.
 const (
-	GPRCreated     GPREvent = "created"
-	GPRQueued      GPREvent = "queued"
-	GPRAdmitted    GPREvent = "admitted"
-	GPRProvisioned GPREvent = "provisioned"
-	GPRMilestone   GPREvent = "milestone"
-	GPRReleased    GPREvent = "released"
-	GPRCompleted   GPREvent = "completed"
-	GPRFailed      GPREvent = "failed"
-	GPREvicted     GPREvent = "evicted"
-	GPRCancelled   GPREvent = "cancelled"
-	GPRUpdated     GPREvent = "updated"
+	GPRCreated         GPREvent = "created"
+	GPRQueued          GPREvent = "queued"
+	GPRAdmitted        GPREvent = "admitted"
+	GPRProvisioned     GPREvent = "provisioned"
+	GPRMilestone       GPREvent = "milestone"
+	GPRReleased        GPREvent = "released"
+	GPRCompleted       GPREvent = "completed"
+	GPRFailed          GPREvent = "failed"
+	GPREvicted         GPREvent = "evicted"
+	GPRPendingApproval GPREvent = "pending-approval"
+	GPRRejected        GPREvent = "rejected"
+	GPRCancelled       GPREvent = "cancelled"
+	GPRUpdated         GPREvent = "updated"
 )
 
 // Workspace event names.

@@ -224,6 +224,8 @@ func run(ctx context.Context, d Deps, js jetstream.JetStream, gprStream jetstrea
 		rpc.Method{Subject: events.RPCGPRDelete, Handler: rpc.Handle(d.Log, t, s.Delete)},
 		rpc.Method{Subject: events.RPCGPRWaitTime, Handler: rpc.Handle(d.Log, t, s.WaitTime)},
 		rpc.Method{Subject: events.RPCGPRAllocations, Handler: rpc.Handle(d.Log, t, s.Allocations)},
+		rpc.Method{Subject: events.RPCGPRApprove, Handler: rpc.Handle(d.Log, t, s.Approve)},
+		rpc.Method{Subject: events.RPCGPRReject, Handler: rpc.Handle(d.Log, t, s.Reject)},
 	)
 	if err != nil {
 		return err

@@ -58,8 +58,22 @@ func (s *Scheduler) Create(ctx context.Context, req rpc.CreateGPRRequest) (rpc.C
 	if err != nil {
 		return rpc.CreateGPRReply{}, err
 	}
+	waiting := 0
+	for _, e := range s.recs {
+		if e.rec.Workspace == ws.Name && (e.rec.State == gpr.Queued || e.rec.State == gpr.PendingApproval) {
+			waiting++
+		}
+	}
+	if waiting >= MaxQueuedPerWorkspace {
+		return rpc.CreateGPRReply{}, rpc.Errorf(rpc.Invalid, "workspace %s already has %d GPRs waiting, the most allowed", ws.Name, waiting)
+	}
+	over := overPolicy(spec, ws.Policy, waiting)
 	for attempt := 0; ; attempt++ {
-		e := &entry{rec: gpr.New(newGPRID(), name, ws.Name, spec, s.now())}
+		rec := gpr.New(newGPRID(), name, ws.Name, spec, s.now())
+		if len(over) > 0 {
+			rec = gpr.NewPending(rec.ID, name, ws.Name, spec, over, s.now())
+		}
+		e := &entry{rec: rec}
 		err := s.save(ctx, e)
 		if errors.Is(err, jetstream.ErrKeyExists) && attempt < 3 {
 			continue // an id collision: draw again
@@ -284,6 +298,11 @@ func (s *Scheduler) view(r *gpr.Record) rpc.GPR {
 	v.EvictedBy = r.EvictedBy
 	v.PendingReasons = []rpc.Reason{}
 	switch r.State {
+	case gpr.PendingApproval:
+		for _, o := range r.OverPolicy {
+			v.PendingReasons = append(v.PendingReasons, rpc.Reason{Code: "AWAITING_APPROVAL", Message: "over the workspace policy: " + o})
+		}
+		v.Reason = "awaiting approval: " + strings.Join(r.OverPolicy, "; ")
 	case gpr.Queued:
 		for _, w := range s.waiting[r.ID] {
 			v.PendingReasons = append(v.PendingReasons, rpc.Reason{Code: w.Code, Message: w.Message})
@@ -358,4 +377,41 @@ func (s *Scheduler) snapshot(now time.Time) queue.Snapshot {
 		}
 	}
 	return snap
+}
+
+// Approve queues a GPR that awaited approval (Owners and admins).
+func (s *Scheduler) Approve(ctx context.Context, req rpc.DecideRequest) (rpc.Empty, error) {
+	return s.decide(ctx, req, func(r *gpr.Record, now time.Time) error { return r.Approve(req.Caller.Subject, now) })
+}
+
+// Reject ends a GPR that awaited approval (Owners and admins).
+func (s *Scheduler) Reject(ctx context.Context, req rpc.DecideRequest) (rpc.Empty, error) {
+	return s.decide(ctx, req, func(r *gpr.Record, now time.Time) error {
+		return r.Reject(req.Caller.Subject, strings.TrimSpace(req.Reason), now)
+	})
+}
+
+func (s *Scheduler) decide(ctx context.Context, req rpc.DecideRequest, op func(*gpr.Record, time.Time) error) (rpc.Empty, error) {
+	if req.Caller.Role != "Owner" && req.Caller.Role != "admin" {
+		return rpc.Empty{}, rpc.Errorf(rpc.Forbidden, "only an Owner or an admin may approve or reject GPRs")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, err := s.find(req.Caller, req.GPRID)
+	if err != nil {
+		return rpc.Empty{}, err
+	}
+	before := *e.rec
+	if err := op(e.rec, s.now()); err != nil {
+		return rpc.Empty{}, conflict(err)
+	}
+	if err := s.commit(ctx, e, before); err != nil {
+		return rpc.Empty{}, err
+	}
+	s.stage(e)
+	if err := s.send(ctx); err != nil {
+		s.log.Warn("publish; will retry", logkey.GPRID, e.rec.ID, logkey.Err, err)
+	}
+	s.Wake()
+	return rpc.Empty{}, nil
 }

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -35,11 +36,11 @@ func resolveSpec(in rpc.GPRSpec, ws rpc.Workspace, nodes []queue.Node) (gpr.Spec
 	if in.Priority < 1 || in.Priority > 300 {
 		bad("priority must be between 1 and 300, got %d", in.Priority)
 	}
-	if in.GPUsPerNode < 1 {
-		bad("numberOfGPUs must be at least 1")
+	if in.GPUsPerNode < 1 || in.GPUsPerNode > MaxGPUsPerNode {
+		bad("numberOfGPUs must be between 1 and %d, got %d", MaxGPUsPerNode, in.GPUsPerNode)
 	}
-	if in.Nodes < 1 {
-		bad("numberOfGPUNodes must be at least 1")
+	if in.Nodes < 1 || in.Nodes > MaxNodes {
+		bad("numberOfGPUNodes must be between 1 and %d, got %d", MaxNodes, in.Nodes)
 	}
 	if in.MemoryPerGPU < 0 {
 		bad("memoryPerGpu must not be negative")
@@ -53,8 +54,12 @@ func resolveSpec(in rpc.GPRSpec, ws rpc.Workspace, nodes []queue.Node) (gpr.Spec
 		GPUShape: strings.TrimSpace(in.GPUShape), MemoryPerGPU: in.MemoryPerGPU, Priority: in.Priority,
 		Clusters: clusters, AutoGPU: in.AutoGPU, ExitDuration: exit, IdleTimeout: idle,
 		EnforceIdleTimeout: in.EnforceIdleTimeout,
-		EnableEviction:     in.EnableEviction != nil && *in.EnableEviction,
+		EnableEviction:     in.EnableEviction != nil && *in.EnableEviction && (ws.Policy.AutoEviction == nil || *ws.Policy.AutoEviction),
 		RequeueOnFailure:   in.RequeueOnFailure != nil && *in.RequeueOnFailure,
+		AllowedShapes:      slices.Clone(ws.Policy.AllowedShapes),
+	}
+	if in.RequeueOnFailure == nil && ws.Policy.RequeueOnFailure != nil {
+		spec.RequeueOnFailure = *ws.Policy.RequeueOnFailure
 	}
 	if !spec.AutoGPU && spec.InstanceType == "" && spec.GPUShape == "" {
 		bad("gpuShape or instanceType is required when enableAutoGpuSelection is false")
@@ -68,6 +73,42 @@ func resolveSpec(in rpc.GPRSpec, ws rpc.Workspace, nodes []queue.Node) (gpr.Spec
 		return gpr.Spec{}, rpc.Errorf(rpc.Invalid, "%s", strings.Join(problems, "; "))
 	}
 	return spec, nil
+}
+
+// Hard limits of the contract: beyond them a request is refused (422).
+const (
+	MaxGPUsPerNode        = 100
+	MaxNodes              = 100
+	MaxQueuedPerWorkspace = 100
+)
+
+// overPolicy lists how a request exceeds its workspace's policy (with queued
+// GPRs of the workspace already waiting); such a request awaits approval.
+func overPolicy(spec gpr.Spec, p rpc.Policy, queued int) []string {
+	var out []string
+	if p.MaxGPUsPerGPR > 0 && spec.GPUsPerNode*spec.Nodes > p.MaxGPUsPerGPR {
+		out = append(out, fmt.Sprintf("%d GPUs asked, the workspace allows %d per GPR", spec.GPUsPerNode*spec.Nodes, p.MaxGPUsPerGPR))
+	}
+	if p.MaxMemoryPerGPU > 0 && spec.MemoryPerGPU > p.MaxMemoryPerGPU {
+		out = append(out, fmt.Sprintf("%d GB per GPU asked, the workspace allows %d", spec.MemoryPerGPU, p.MaxMemoryPerGPU))
+	}
+	if p.MaxExitDuration > 0 && spec.ExitDuration > p.MaxExitDuration {
+		out = append(out, fmt.Sprintf("exitDuration %s exceeds the workspace's %s", spec.ExitDuration, p.MaxExitDuration))
+	}
+	if p.MinPriority > 0 && spec.Priority < p.MinPriority || p.MaxPriority > 0 && spec.Priority > p.MaxPriority {
+		out = append(out, fmt.Sprintf("priority %d is outside the workspace's range %d..%d", spec.Priority, max(p.MinPriority, 1), cmp.Or(p.MaxPriority, 300)))
+	}
+	if p.MaxQueuedGPRs > 0 && queued >= p.MaxQueuedGPRs {
+		out = append(out, fmt.Sprintf("the workspace already has %d GPRs waiting (policy: %d)", queued, p.MaxQueuedGPRs))
+	}
+	if len(p.AllowedShapes) > 0 && !spec.AutoGPU {
+		for _, want := range []string{spec.GPUShape, spec.InstanceType} {
+			if want != "" && !slices.ContainsFunc(p.AllowedShapes, func(a string) bool { return strings.EqualFold(a, want) }) {
+				out = append(out, fmt.Sprintf("shape %s is not among the workspace's allowed shapes %v", want, p.AllowedShapes))
+			}
+		}
+	}
+	return out
 }
 
 func candidateClusters(in rpc.GPRSpec, ws rpc.Workspace) ([]string, string) {
@@ -144,6 +185,6 @@ func request(r *gpr.Record) queue.Request {
 		ID: r.ID, Workspace: r.Workspace, Priority: r.Spec.Priority, CreatedAt: r.CreatedAt,
 		GPUsPerNode: r.Spec.GPUsPerNode, Nodes: r.Spec.Nodes, InstanceType: r.Spec.InstanceType,
 		GPUShape: r.Spec.GPUShape, MemoryPerGPU: r.Spec.MemoryPerGPU, AutoGPU: r.Spec.AutoGPU,
-		Clusters: r.Spec.Clusters, ExitDuration: r.Spec.ExitDuration,
+		Clusters: r.Spec.Clusters, ExitDuration: r.Spec.ExitDuration, AllowedShapes: r.Spec.AllowedShapes,
 	}
 }

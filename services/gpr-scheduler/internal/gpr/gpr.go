@@ -28,14 +28,16 @@ type State string
 
 // The states.
 const (
-	Queued       State = "Queued"
-	Provisioning State = "Provisioning"
-	Provisioned  State = "Provisioned"
-	Releasing    State = "Releasing"
-	Complete     State = "Complete"
-	Failed       State = "Failed"
-	Evicted      State = "Evicted"
-	Cancelled    State = "Cancelled"
+	PendingApproval State = "PendingApproval"
+	Queued          State = "Queued"
+	Provisioning    State = "Provisioning"
+	Provisioned     State = "Provisioned"
+	Releasing       State = "Releasing"
+	Complete        State = "Complete"
+	Failed          State = "Failed"
+	Evicted         State = "Evicted"
+	Rejected        State = "Rejected"
+	Cancelled       State = "Cancelled"
 )
 
 // Release reasons: why a GPR gave its nodes back.
@@ -64,6 +66,7 @@ type Spec struct {
 	EnforceIdleTimeout bool          `json:"enforceIdleTimeout"`
 	EnableEviction     bool          `json:"enableEviction"`
 	RequeueOnFailure   bool          `json:"requeueOnFailure"`
+	AllowedShapes      []string      `json:"allowedShapes,omitempty"` // the workspace policy's, when set
 }
 
 // Shape describes the nodes a GPR was given (auto-selection leaves the spec's
@@ -95,9 +98,10 @@ type Record struct {
 	Milestones    int          `json:"milestones"` // milestones emitted: 0..3 (25, 50, 75 %)
 	RetryCount    int          `json:"retryCount"`
 	EvictedBy     string       `json:"evictedBy,omitempty"`
-	AdmitSeq      int          `json:"admitSeq"`   // seq of the admitted event: names the apply command
-	ReleaseSeq    int          `json:"releaseSeq"` // seq of the released event: names the remove command
-	Seq           int          `json:"seq"`        // seq of the last event emitted
+	OverPolicy    []string     `json:"overPolicy,omitempty"` // why it awaits approval
+	AdmitSeq      int          `json:"admitSeq"`             // seq of the admitted event: names the apply command
+	ReleaseSeq    int          `json:"releaseSeq"`           // seq of the released event: names the remove command
+	Seq           int          `json:"seq"`                  // seq of the last event emitted
 	Outbox        []events.GPR `json:"outbox,omitempty"`
 }
 
@@ -115,6 +119,40 @@ func New(id, name, workspace string, spec Spec, now time.Time) *Record {
 	return r
 }
 
+// NewPending returns a GPR that exceeds its workspace's policy: it waits for
+// an admin's decision; its outbox holds created and pending-approval.
+func NewPending(id, name, workspace string, spec Spec, overPolicy []string, now time.Time) *Record {
+	r := &Record{ID: id, Name: name, Workspace: workspace, Spec: spec, State: PendingApproval, CreatedAt: now,
+		Nodes: []string{}, OverPolicy: slices.Clone(overPolicy)}
+	r.emit(events.GPRCreated, "created", now)
+	r.emit(events.GPRPendingApproval, "over policy: "+strings.Join(overPolicy, "; "), now)
+	return r
+}
+
+// Approve queues a GPR that awaited approval.
+func (r *Record) Approve(by string, now time.Time) error {
+	if r.State != PendingApproval {
+		return &NotAllowedError{Msg: fmt.Sprintf("Cannot approve GPR in %s state", r.ProvisioningStatus())}
+	}
+	r.State, r.OverPolicy = Queued, nil
+	r.emit(events.GPRQueued, "approved by "+by, now)
+	return nil
+}
+
+// Reject ends a GPR that awaited approval.
+func (r *Record) Reject(by, reason string, now time.Time) error {
+	if r.State != PendingApproval {
+		return &NotAllowedError{Msg: fmt.Sprintf("Cannot reject GPR in %s state", r.ProvisioningStatus())}
+	}
+	r.State, r.CompletedAt = Rejected, now
+	r.FailureReason = "rejected by " + by
+	if reason != "" {
+		r.FailureReason += ": " + reason
+	}
+	r.emit(events.GPRRejected, r.FailureReason, now)
+	return nil
+}
+
 // Active reports whether the GPR holds (or is about to hold) nodes.
 func (r *Record) Active() bool {
 	return r.State == Provisioning || r.State == Provisioned || r.State == Releasing
@@ -122,7 +160,7 @@ func (r *Record) Active() bool {
 
 // Final reports whether the GPR is over.
 func (r *Record) Final() bool {
-	return r.State == Complete || r.State == Failed || r.State == Cancelled || r.State == Evicted
+	return r.State == Complete || r.State == Failed || r.State == Cancelled || r.State == Evicted || r.State == Rejected
 }
 
 // Admit reserves nodes of cluster for a queued GPR.
@@ -198,7 +236,7 @@ func (r *Record) Released(now time.Time) bool {
 // over at once (Queued) or must first give back reserved nodes (Provisioning).
 func (r *Record) Cancel(now time.Time) (done bool, err error) {
 	switch r.State {
-	case Queued:
+	case Queued, PendingApproval:
 		r.State, r.Reason, r.CompletedAt = Cancelled, ReasonCancelled, now
 		r.emit(events.GPRCancelled, ReasonCancelled, now)
 		return true, nil
@@ -271,7 +309,7 @@ func (r *Record) Milestone(pct int, now time.Time) {
 // ProvisioningStatus is the EGS wire status (decision D14).
 func (r *Record) ProvisioningStatus() string {
 	switch r.State {
-	case Queued, Provisioning:
+	case Queued, Provisioning, PendingApproval:
 		return "Queued"
 	case Provisioned:
 		return "Successful"
@@ -301,7 +339,7 @@ func (r *Record) ProvisioningStatus() string {
 // InternalState is the EGS internalState (decision D14).
 func (r *Record) InternalState() string {
 	switch r.State {
-	case Queued:
+	case Queued, PendingApproval:
 		return "Queued"
 	case Provisioning:
 		return "Reserved"

@@ -199,3 +199,32 @@ func TestEvictedRequeueOrEnd(t *testing.T) {
 		}
 	}
 }
+
+func TestApproval(t *testing.T) {
+	spec := Spec{GPUsPerNode: 8, Nodes: 1, Priority: 150, ExitDuration: time.Hour}
+	r := NewPending("gpr-00000000-0002", "big", "ws", spec, []string{"too many GPUs"}, t0)
+	if r.State != PendingApproval || r.ProvisioningStatus() != "Queued" || r.InternalState() != "Queued" {
+		t.Fatalf("pending: %s %s/%s", r.State, r.ProvisioningStatus(), r.InternalState())
+	}
+	if err := r.Admit("c1", []string{"n1"}, Shape{}, t0); err == nil {
+		t.Fatal("a GPR awaiting approval was admitted")
+	}
+	if err := r.Approve("admin", t0); err != nil || r.State != Queued {
+		t.Fatalf("approve: %v, state %s", err, r.State)
+	}
+	if err := r.Approve("admin", t0); err == nil {
+		t.Fatal("approved twice")
+	}
+	want := []events.GPREvent{events.GPRCreated, events.GPRPendingApproval, events.GPRQueued}
+	if diff := cmp.Diff(want, eventsOf(r)); diff != "" {
+		t.Fatalf("events (-want +got):\n%s", diff)
+	}
+
+	r = NewPending("gpr-00000000-0003", "big", "ws", spec, []string{"too long"}, t0)
+	if err := r.Reject("admin", "not this week", t0); err != nil {
+		t.Fatal(err)
+	}
+	if r.State != Rejected || !r.Final() || r.ProvisioningStatus() != "Error" || r.FailureReason != "rejected by admin: not this week" {
+		t.Fatalf("rejected: %s %s %q", r.State, r.ProvisioningStatus(), r.FailureReason)
+	}
+}

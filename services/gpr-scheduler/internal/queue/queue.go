@@ -30,18 +30,19 @@ func (n Node) Key() string { return n.Cluster + "/" + n.Name }
 
 // Request is a queued GPR.
 type Request struct {
-	ID           string
-	Workspace    string
-	Priority     int
-	CreatedAt    time.Time
-	GPUsPerNode  int
-	Nodes        int
-	InstanceType string
-	GPUShape     string
-	MemoryPerGPU int
-	AutoGPU      bool
-	Clusters     []string // candidates in order of preference
-	ExitDuration time.Duration
+	ID            string
+	Workspace     string
+	Priority      int
+	CreatedAt     time.Time
+	GPUsPerNode   int
+	Nodes         int
+	InstanceType  string
+	GPUShape      string
+	MemoryPerGPU  int
+	AutoGPU       bool
+	Clusters      []string // candidates in order of preference
+	ExitDuration  time.Duration
+	AllowedShapes []string // when set, only nodes of these GPU models or instance types
 }
 
 // Holding is a GPR that holds nodes now.
@@ -129,6 +130,11 @@ func Less(a, b Request) int {
 // may name either, as EGS clients use both).
 func ShapeMatches(n Node, r Request) bool {
 	if n.GPUCount < r.GPUsPerNode || n.GPUMemoryGB < r.MemoryPerGPU {
+		return false
+	}
+	if len(r.AllowedShapes) > 0 && !slices.ContainsFunc(r.AllowedShapes, func(a string) bool {
+		return strings.EqualFold(a, n.GPUProduct) || strings.EqualFold(a, n.InstanceType)
+	}) {
 		return false
 	}
 	if r.AutoGPU {

@@ -306,3 +306,13 @@ func TestReasonsAndPositions(t *testing.T) {
 		t.Errorf("positions (-want +got):\n%s", diff)
 	}
 }
+
+func TestAllowedShapes(t *testing.T) {
+	nodes := []Node{node("c1", "a", 8, 40, "A100"), node("c1", "h", 8, 80, "H100")}
+	r := req("r", "w", 100, 0).build()
+	r.AllowedShapes = []string{"h100"}
+	plan := Schedule(Snapshot{Now: t0, Queue: []Request{r}, Nodes: nodes})
+	if diff := cmp.Diff([]Admission{{GPRID: "r", Cluster: "c1", Nodes: []string{"h"}}}, plan.Admit); diff != "" {
+		t.Fatalf("best fit ignored the allow-list (-want +got):\n%s", diff)
+	}
+}
