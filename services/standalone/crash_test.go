@@ -110,7 +110,7 @@ func runProvisioner(c cluster) runFunc {
 
 func runScheduler(ctx context.Context, nc *nats.Conn, ready func(), crash func(string)) error {
 	cfg := standalone.DefaultServices().Scheduler
-	cfg.LeaseTTL = time.Second // a crashed replica's lease expires quickly
+	cfg.LeaseTTL = 3 * time.Second // a crashed replica's lease expires soon
 	return scheduler.Run(ctx, scheduler.Deps{Config: cfg, NATS: nc, Log: quiet(), Ready: ready, CrashPoint: crash})
 }
 

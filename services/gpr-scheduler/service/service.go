@@ -24,6 +24,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -130,14 +131,32 @@ func Run(ctx context.Context, d Deps) error {
 	if err != nil {
 		return err
 	}
-	if err := l.acquire(ctx); err != nil {
-		if ctx.Err() != nil {
-			return nil
+	var readyOnce sync.Once
+	ready := func() {
+		if d.Ready != nil {
+			readyOnce.Do(d.Ready)
 		}
-		return err
 	}
-	// The lease outlives the work: it is renewed until every goroutine of
-	// the active replica has returned, and only then released.
+	for {
+		if err := l.acquire(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		lost, err := active(ctx, d, js, gprStream, l, ready)
+		if !lost || ctx.Err() != nil {
+			return err
+		}
+		// Another replica may be active now: stand by again.
+		d.Log.Warn("scheduler lease lost; standing by", "err", err)
+	}
+}
+
+// active does the active replica's work while it holds the lease. The lease
+// outlives the work: it is renewed until every goroutine has returned, and
+// only then released. lost reports that the lease could not be renewed.
+func active(ctx context.Context, d Deps, js jetstream.JetStream, gprStream jetstream.Stream, l *lease, ready func()) (lost bool, err error) {
 	holdCtx, stopHolding := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHolding()
 	workCtx, stopWork := context.WithCancel(ctx)
@@ -151,21 +170,21 @@ func Run(ctx context.Context, d Deps) error {
 		held <- err
 	}()
 	g, gctx := errgroup.WithContext(workCtx)
-	err = run(gctx, d, js, gprStream, g, l.fence)
+	err = run(gctx, d, js, gprStream, g, l.fence, ready)
 	if err != nil {
 		stopWork()
 	}
 	err = errors.Join(err, g.Wait())
 	stopHolding()
 	if herr := <-held; herr != nil {
-		return errors.Join(err, herr)
+		return true, errors.Join(err, herr)
 	}
 	l.release()
-	return err
+	return false, err
 }
 
 // run is the active replica's work, started in g once the lease is held.
-func run(ctx context.Context, d Deps, js jetstream.JetStream, gprStream jetstream.Stream, g *errgroup.Group, fence func() error) error {
+func run(ctx context.Context, d Deps, js jetstream.JetStream, gprStream jetstream.Stream, g *errgroup.Group, fence func() error, ready func()) error {
 	gprs, err := bus.EnsureKV(ctx, js, jetstream.KeyValueConfig{Bucket: events.BucketGPRs, History: 1, Storage: jetstream.FileStorage})
 	if err != nil {
 		return err
@@ -239,9 +258,7 @@ func run(ctx context.Context, d Deps, js jetstream.JetStream, gprStream jetstrea
 		return svc.Stop()
 	})
 	d.Log.Info("gpr-scheduler active", "gprs", s.Count())
-	if d.Ready != nil {
-		d.Ready()
-	}
+	ready()
 	return nil
 }
 

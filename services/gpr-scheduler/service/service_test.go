@@ -67,7 +67,7 @@ func TestOneActiveReplica(t *testing.T) {
 	nc1, _ := natstest.Connect(t, srv)
 	nc2, _ := natstest.Connect(t, srv)
 
-	first := startReplica(t, nc1, time.Second)
+	first := startReplica(t, nc1, 2*time.Second)
 	select {
 	case <-first.ready:
 	case err := <-first.done:
@@ -75,8 +75,8 @@ func TestOneActiveReplica(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("first replica not active")
 	}
-	second := startReplica(t, nc2, time.Second)
-	time.Sleep(1500 * time.Millisecond) // longer than the lease: the first renews it
+	second := startReplica(t, nc2, 2*time.Second)
+	time.Sleep(2500 * time.Millisecond) // longer than the lease: the first renews it
 	if second.isReady() {
 		t.Fatal("two replicas active at once")
 	}
@@ -100,9 +100,9 @@ func TestStandbyTakesOverAfterCrash(t *testing.T) {
 	nc1, _ := natstest.Connect(t, srv)
 	nc2, _ := natstest.Connect(t, srv)
 
-	first := startReplica(t, nc1, time.Second)
+	first := startReplica(t, nc1, 2*time.Second)
 	<-first.ready
-	second := startReplica(t, nc2, time.Second)
+	second := startReplica(t, nc2, 2*time.Second)
 	nc1.Close() // the active replica dies: no renewal, no release
 	select {
 	case <-second.ready:
