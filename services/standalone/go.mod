@@ -5,6 +5,7 @@ go 1.26.0
 require github.com/open-egs/egs/libs v0.0.0
 
 require (
+	github.com/NVIDIA/go-nvml v0.13.4-1 // indirect
 	github.com/antithesishq/antithesis-sdk-go v0.9.0-default-no-op // indirect
 	github.com/davecgh/go-spew v1.1.2-0.20180830191138-d8f796af33cc // indirect
 	github.com/emicklei/go-restful/v3 v3.13.0 // indirect
@@ -48,7 +49,7 @@ require (
 	github.com/x448/float16 v0.8.4 // indirect
 	github.com/yuin/gopher-lua v1.1.1 // indirect
 	go.yaml.in/yaml/v2 v2.4.4 // indirect
-	go.yaml.in/yaml/v3 v3.0.4 // indirect
+	go.yaml.in/yaml/v3 v3.0.5 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/net v0.60.0 // indirect
 	golang.org/x/oauth2 v0.36.0 // indirect
@@ -61,7 +62,6 @@ require (
 	gopkg.in/evanphx/json-patch.v4 v4.13.0 // indirect
 	gopkg.in/inf.v0 v0.9.1 // indirect
 	k8s.io/api v0.37.2 // indirect
-	k8s.io/apimachinery v0.37.2 // indirect
 	k8s.io/klog/v2 v2.140.0 // indirect
 	k8s.io/kube-openapi v0.0.0-20260721132016-d427ff9ee9ad // indirect
 	k8s.io/utils v0.0.0-20260626114624-be93311217bd // indirect
@@ -80,11 +80,15 @@ require (
 	github.com/alicebob/miniredis/v2 v2.40.0
 	github.com/nats-io/nats-server/v2 v2.15.3
 	github.com/nats-io/nats.go v1.55.0
+	github.com/open-egs/egs/libs/testkit v0.0.0
 	github.com/open-egs/egs/services/api v0.0.0
 	github.com/open-egs/egs/services/auth v0.0.0
 	github.com/open-egs/egs/services/gpr-scheduler v0.0.0
+	github.com/open-egs/egs/services/nodeagent v0.0.0
 	github.com/open-egs/egs/services/provisioner v0.0.0
+	github.com/open-egs/egs/services/telemetry v0.0.0
 	github.com/open-egs/egs/services/workspace v0.0.0
+	k8s.io/apimachinery v0.37.2
 	k8s.io/client-go v0.37.2
 )
 
@@ -92,6 +96,8 @@ replace (
 	github.com/open-egs/egs/services/api => ../api
 	github.com/open-egs/egs/services/auth => ../auth
 	github.com/open-egs/egs/services/gpr-scheduler => ../gpr-scheduler
+	github.com/open-egs/egs/services/nodeagent => ../nodeagent
 	github.com/open-egs/egs/services/provisioner => ../provisioner
+	github.com/open-egs/egs/services/telemetry => ../telemetry
 	github.com/open-egs/egs/services/workspace => ../workspace
 )

@@ -30,7 +30,10 @@ import (
 	api "github.com/open-egs/egs/services/api/service"
 	auth "github.com/open-egs/egs/services/auth/service"
 	scheduler "github.com/open-egs/egs/services/gpr-scheduler/service"
+	nodeagent "github.com/open-egs/egs/services/nodeagent/service"
 	provisioner "github.com/open-egs/egs/services/provisioner/service"
+	"github.com/open-egs/egs/services/provisioner/sim"
+	telemetry "github.com/open-egs/egs/services/telemetry/service"
 	workspace "github.com/open-egs/egs/services/workspace/service"
 )
 
@@ -94,6 +97,8 @@ type Services struct {
 	Workspace   workspace.Config
 	Scheduler   scheduler.Config
 	Provisioner provisioner.Config
+	Telemetry   telemetry.Config
+	NodeAgents  nodeagent.FleetConfig
 }
 
 func defaults[C any](register func(*C, *flag.FlagSet)) C {
@@ -110,6 +115,8 @@ func DefaultServices() Services {
 		Workspace:   defaults((*workspace.Config).RegisterFlags),
 		Scheduler:   defaults((*scheduler.Config).RegisterFlags),
 		Provisioner: defaults((*provisioner.Config).RegisterFlags),
+		Telemetry:   defaults((*telemetry.Config).RegisterFlags),
+		NodeAgents:  nodeagent.NewFleetConfig(),
 	}
 }
 
@@ -157,6 +164,7 @@ func Run(ctx context.Context, cfg Config, d Deps) error {
 	svc.API.HTTPAddr, svc.API.HTTPPrefix, svc.API.AdminToken = cfg.HTTPAddr, cfg.HTTPPrefix, cfg.AdminToken
 	svc.Auth.DataDir, svc.Auth.BootstrapAPIKey = cfg.DataDir, cfg.BootstrapAPIKey
 	svc.Provisioner.KubeConfig, svc.Provisioner.ClusterName, svc.Provisioner.Scenario = cfg.KubeConfig, cfg.ClusterName, cfg.Scenario
+	svc.Telemetry.HTTPAddr = "" // the edge serves /metrics
 	if d.Tune != nil {
 		d.Tune(&svc)
 	}
@@ -165,6 +173,11 @@ func Run(ctx context.Context, cfg Config, d Deps) error {
 		return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
 	}
 	info := Info{HTTPAddr: ln.Addr().String(), NATSURL: srv.ClientURL(), RedisURL: redisURL, NATS: srv}
+	simNodes, err := simulatedNodes(cfg, d)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
 
 	stages := [][]component{
 		{{provisioner.Name, func(ctx context.Context, nc *nats.Conn, log *slog.Logger, ready func()) error {
@@ -177,6 +190,11 @@ func Run(ctx context.Context, cfg Config, d Deps) error {
 		}}},
 		{{scheduler.Name, func(ctx context.Context, nc *nats.Conn, log *slog.Logger, ready func()) error {
 			return scheduler.Run(ctx, scheduler.Deps{Config: svc.Scheduler, NATS: nc, Log: log, Ready: ready})
+		}}},
+		{{telemetry.Name, func(ctx context.Context, nc *nats.Conn, log *slog.Logger, ready func()) error {
+			return telemetry.Run(ctx, telemetry.Deps{Config: svc.Telemetry, NATS: nc, Log: log, Ready: ready})
+		}}, {nodeagent.Name, func(ctx context.Context, nc *nats.Conn, log *slog.Logger, ready func()) error {
+			return nodeagent.RunFleet(ctx, nodeagent.FleetDeps{Config: svc.NodeAgents, Nodes: simNodes, NATS: nc, Log: log, Ready: ready})
 		}}},
 		{{api.Name, func(ctx context.Context, nc *nats.Conn, log *slog.Logger, ready func()) error {
 			return api.Run(ctx, api.Deps{Config: svc.API, NATS: nc, Log: log, Ready: ready, Listener: ln})
@@ -282,4 +300,29 @@ func (s *supervisor) stop() error {
 		_ = r.nc.Drain()
 	}
 	return errors.Join(errs...)
+}
+
+// simulatedNodes are the GPU nodes whose node agents run in-process: those of
+// the simulated scenario; none for a real cluster or clusters given by Deps.
+func simulatedNodes(cfg Config, d Deps) ([]nodeagent.SimNode, error) {
+	if cfg.KubeConfig != "" || d.Clusters != nil {
+		return nil, nil
+	}
+	sc := sim.Default()
+	if cfg.Scenario != "" {
+		var err error
+		if sc, err = sim.Load(cfg.Scenario); err != nil {
+			return nil, err
+		}
+	}
+	var out []nodeagent.SimNode
+	for _, c := range sc.Clusters {
+		for _, g := range c.Nodes {
+			for i := range g.Count {
+				out = append(out, nodeagent.SimNode{Cluster: c.Name, Node: g.NodeName(i), Product: g.GPUProduct,
+					MemoryMiB: g.GPUMemoryMiB, GPUs: g.GPUs})
+			}
+		}
+	}
+	return out, nil
 }

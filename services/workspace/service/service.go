@@ -58,9 +58,9 @@ type Deps struct {
 	Now    func() time.Time // the clock; nil: time.Now
 }
 
-// Run declares the workspace stream (events.StreamWorkspace) and bucket
-// (events.BucketWorkspaces), republishes the created events a crash may have
-// lost, serves the RPC methods until ctx ends, then stops taking requests and
+// Run declares the workspace stream (events.StreamWorkspace) and buckets
+// (events.BucketWorkspaces, kvstore.BucketTemplates, kvstore.BucketBindings),
+// republishes the created and policy-updated events a crash may have lost, serves the RPC methods until ctx ends, then stops taking requests and
 // returns nil. A failure while starting is returned at once.
 func Run(ctx context.Context, d Deps) error {
 	if err := d.Config.Validate(); err != nil {
@@ -84,7 +84,16 @@ func Run(ctx context.Context, d Deps) error {
 	if err != nil {
 		return err
 	}
-	m := workspace.NewManager(kvstore.New(kv), kvstore.NewClusters(js), natspub.New(js), d.Now)
+	templates, err := bus.EnsureKV(ctx, js, kvstore.TemplatesBucket())
+	if err != nil {
+		return err
+	}
+	bindings, err := bus.EnsureKV(ctx, js, kvstore.BindingsBucket())
+	if err != nil {
+		return err
+	}
+	m := workspace.NewManager(kvstore.New(kv), kvstore.NewClusters(js), natspub.New(js),
+		kvstore.NewTemplates(templates), kvstore.NewBindings(bindings), d.Now)
 	n, err := m.Recover(ctx)
 	if err != nil {
 		return fmt.Errorf("republish workspace events: %w", err)

@@ -134,7 +134,7 @@ func TestWorkspaceService(t *testing.T) {
 		t.Fatalf("create: %v", err)
 	}
 	want := rpc.Workspace{Name: "team-b", Clusters: []string{"worker-1", "worker-2"}, Namespaces: []string{"ns1", "ns2"},
-		Username: "u", Email: "e@x", CreatedAt: now}
+		Username: "u", Email: "e@x", CreatedAt: now, Policy: rpc.Policy{AllowedShapes: []string{}}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("create reply (-want +got):\n%s", diff)
 	}

@@ -17,9 +17,10 @@ func TestRouterFailuresCarryTheEnvelope(t *testing.T) {
 		wantCode     string
 	}{
 		"unknown path":         {http.MethodGet, "/nope", 404, "NOT_FOUND"},
-		"secondary endpoint":   {http.MethodPost, "/api/v1/gpr-template", 404, "NOT_FOUND"},
-		"template list":        {http.MethodGet, "/api/v1/gpr-template/list", 404, "NOT_FOUND"},
-		"binding":              {http.MethodGet, "/api/v1/gpr-template-binding/list", 404, "NOT_FOUND"},
+		"secondary endpoint":   {http.MethodPost, "/api/v1/inference-endpoint", 404, "NOT_FOUND"},
+		"template list":        {http.MethodGet, "/api/v1/gpr-template/list", 401, "UNAUTHENTICATED"},
+		"binding":              {http.MethodGet, "/api/v1/gpr-template-binding/list", 401, "UNAUTHENTICATED"},
+		"D17 policy by name":   {http.MethodGet, "/api/v1/workspace-policies/p1", 404, "NOT_FOUND"},
 		"inference":            {http.MethodGet, "/api/v1/inference-endpoint/list?workspace=ws", 404, "NOT_FOUND"},
 		"D17 policies":         {http.MethodGet, "/api/v1/workspace-policies", 404, "NOT_FOUND"},
 		"D17 policy":           {http.MethodPut, "/api/v1/workspace-policies/p1", 404, "NOT_FOUND"},

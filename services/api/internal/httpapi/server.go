@@ -86,6 +86,24 @@ func New(o Options) *Server {
 	v1.DELETE("/gpr", s.deleteGPR, s.require(Write))
 	v1.GET("/gpr/list", s.listGPRs, s.require(Read))
 	v1.POST("/gpr/waittime", s.waitTime, s.require(Write))
+	v1.POST("/gpr/approve", s.approveGPR, s.require(Manage))
+	v1.POST("/gpr/reject", s.rejectGPR, s.require(Manage))
+
+	v1.POST("/gpr-template", s.createTemplate, s.require(Manage))
+	v1.GET("/gpr-template", s.getTemplate, s.require(Read))
+	v1.PUT("/gpr-template", s.updateTemplate, s.require(Manage))
+	v1.DELETE("/gpr-template", s.deleteTemplate, s.require(Manage))
+	v1.GET("/gpr-template/list", s.listTemplates, s.require(Read))
+
+	v1.POST("/gpr-template-binding", s.createBinding, s.require(Write))
+	v1.GET("/gpr-template-binding", s.getBinding, s.require(Read))
+	v1.PUT("/gpr-template-binding", s.updateBinding, s.require(Write))
+	v1.DELETE("/gpr-template-binding", s.deleteBinding, s.require(Write))
+	v1.GET("/gpr-template-binding/list", s.listBindings, s.require(Read))
+
+	v1.GET("/workspace-policy", s.getPolicy, s.require(Read))
+	v1.PUT("/workspace-policy", s.setPolicy, s.require(Manage))
+	s.registerTelemetry(e, v1)
 
 	s.echo = e
 	s.handler = Normalize(o.Prefix, e)

@@ -1,5 +1,7 @@
-// Package kvstore keeps workspaces in the JetStream KV bucket the workspace
-// service owns, and reads the cluster registry the provisioner owns.
+// Package kvstore keeps workspaces, GPR templates and template bindings in the
+// JetStream KV buckets the workspace service owns, and reads the cluster
+// registry the provisioner owns. Values are the rpc wire shapes, so other
+// services can read them.
 package kvstore
 
 import (
@@ -8,22 +10,26 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/open-egs/egs/libs/bus"
 	"github.com/open-egs/egs/libs/events"
 	"github.com/open-egs/egs/libs/rpc"
+	"github.com/open-egs/egs/services/workspace/internal/wire"
 	"github.com/open-egs/egs/services/workspace/internal/workspace"
 )
 
 var _ workspace.Store = (*Store)(nil)
 
 // record is the value of a workspace key: the wire shape of rpc.Workspace
-// (which other services read) plus the published flag.
+// (which other services read) plus the outbox flags of its events.
 type record struct {
 	rpc.Workspace
-	Published bool `json:"published"`
+	Published     bool      `json:"published"`
+	PolicyPending bool      `json:"policyPending,omitempty"`
+	PolicyAt      time.Time `json:"policyAt,omitzero"`
 }
 
 // Store keeps workspaces in a KV bucket, key = workspace name. It is safe for
@@ -45,7 +51,8 @@ func Bucket() jetstream.KeyValueConfig {
 	}
 }
 
-func encode(ws workspace.Workspace, published bool) ([]byte, error) {
+func encode(st workspace.Stored) ([]byte, error) {
+	ws := st.Workspace
 	b, err := json.Marshal(record{Workspace: rpc.Workspace{
 		Name:       ws.Name,
 		Clusters:   ws.Clusters,
@@ -53,7 +60,8 @@ func encode(ws workspace.Workspace, published bool) ([]byte, error) {
 		Username:   ws.Username,
 		Email:      ws.Email,
 		CreatedAt:  ws.CreatedAt,
-	}, Published: published})
+		Policy:     wire.PolicyToRPC(ws.Policy),
+	}, Published: st.Published, PolicyPending: st.PolicyPending, PolicyAt: st.PolicyAt})
 	if err != nil {
 		return nil, fmt.Errorf("encode workspace %s: %w", ws.Name, err)
 	}
@@ -67,16 +75,19 @@ func decode(e jetstream.KeyValueEntry) (workspace.Stored, error) {
 	}
 	w := r.Workspace
 	return workspace.Stored{
-		Workspace: workspace.Restore(w.Name, w.Clusters, w.Namespaces, w.Username, w.Email, w.CreatedAt),
-		Revision:  e.Revision(),
-		Published: r.Published,
+		Workspace: workspace.Restore(w.Name, w.Clusters, w.Namespaces, w.Username, w.Email, w.CreatedAt,
+			wire.PolicyFromRPC(w.Policy)),
+		Revision:      e.Revision(),
+		Published:     r.Published,
+		PolicyPending: r.PolicyPending,
+		PolicyAt:      r.PolicyAt,
 	}, nil
 }
 
 // Create stores ws unpublished with kv.Create, so of two replicas creating the
 // same name only one succeeds; the other gets workspace.ErrExists.
 func (s *Store) Create(ctx context.Context, ws workspace.Workspace) (uint64, error) {
-	b, err := encode(ws, false)
+	b, err := encode(workspace.Stored{Workspace: ws})
 	if err != nil {
 		return 0, err
 	}
@@ -132,7 +143,8 @@ func (s *Store) MarkPublished(ctx context.Context, name string, rev uint64) erro
 	if st.Revision != rev || st.Published {
 		return nil
 	}
-	b, err := encode(st.Workspace, true)
+	st.Published = true
+	b, err := encode(st)
 	if err != nil {
 		return err
 	}
@@ -154,6 +166,60 @@ func (s *Store) Delete(ctx context.Context, name string, rev uint64) error {
 	}
 	if err != nil {
 		return fmt.Errorf("delete workspace %s: %w", name, err)
+	}
+	return nil
+}
+
+// SetPolicy replaces the policy of the record at rev, marks it published and
+// its policy pending: workspace.ErrChanged if it moved on.
+func (s *Store) SetPolicy(ctx context.Context, name string, p workspace.Policy, at time.Time, rev uint64) (uint64, error) {
+	st, err := s.Get(ctx, name)
+	if err != nil {
+		return 0, err
+	}
+	if st.Revision != rev {
+		return 0, fmt.Errorf("set policy of workspace %s at revision %d: %w", name, rev, workspace.ErrChanged)
+	}
+	st.Workspace.Policy = p
+	st.Published, st.PolicyPending, st.PolicyAt = true, true, at
+	b, err := encode(st)
+	if err != nil {
+		return 0, err
+	}
+	newRev, err := s.kv.Update(ctx, name, b, rev)
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return 0, fmt.Errorf("set policy of workspace %s at revision %d: %w", name, rev, workspace.ErrChanged)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("set policy of workspace %s: %w", name, err)
+	}
+	return newRev, nil
+}
+
+// MarkPolicyPublished clears the pending flag of the record at rev; a record
+// that moved on since rev is left alone.
+func (s *Store) MarkPolicyPublished(ctx context.Context, name string, rev uint64) error {
+	st, err := s.Get(ctx, name)
+	if errors.Is(err, workspace.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if st.Revision != rev || !st.PolicyPending {
+		return nil
+	}
+	st.PolicyPending = false
+	b, err := encode(st)
+	if err != nil {
+		return err
+	}
+	_, err = s.kv.Update(ctx, name, b, rev)
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("mark workspace %s policy published: %w", name, err)
 	}
 	return nil
 }

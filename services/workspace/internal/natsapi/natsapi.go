@@ -1,6 +1,10 @@
 // Package natsapi serves the workspace service's request/reply methods
 // (egs.rpc.v1.workspace.*): it decodes the rpc bodies, calls the use cases of
 // package workspace and maps domain errors to rpc errors in one place.
+//
+// Only the policy method carries the caller (rpc.SetPolicyRequest) and checks
+// its role here; like the workspace methods, the template and binding methods
+// carry none, so the edge authorises them (libs/rpc defines no caller for them).
 package natsapi
 
 import (
@@ -11,6 +15,7 @@ import (
 
 	"github.com/open-egs/egs/libs/events"
 	"github.com/open-egs/egs/libs/rpc"
+	"github.com/open-egs/egs/services/workspace/internal/wire"
 	"github.com/open-egs/egs/services/workspace/internal/workspace"
 )
 
@@ -29,6 +34,17 @@ func (h *Handlers) Methods(log *slog.Logger, timeout time.Duration) []rpc.Method
 		{Subject: events.RPCWorkspaceGet, Handler: rpc.Handle(log, timeout, h.Get)},
 		{Subject: events.RPCWorkspaceList, Handler: rpc.Handle(log, timeout, h.List)},
 		{Subject: events.RPCWorkspaceDelete, Handler: rpc.Handle(log, timeout, h.Delete)},
+		{Subject: events.RPCWorkspacePolicy, Handler: rpc.Handle(log, timeout, h.SetPolicy)},
+		{Subject: events.RPCTemplateCreate, Handler: rpc.Handle(log, timeout, h.CreateTemplate)},
+		{Subject: events.RPCTemplateGet, Handler: rpc.Handle(log, timeout, h.GetTemplate)},
+		{Subject: events.RPCTemplateList, Handler: rpc.Handle(log, timeout, h.ListTemplates)},
+		{Subject: events.RPCTemplateUpdate, Handler: rpc.Handle(log, timeout, h.UpdateTemplate)},
+		{Subject: events.RPCTemplateDelete, Handler: rpc.Handle(log, timeout, h.DeleteTemplate)},
+		{Subject: events.RPCBindingCreate, Handler: rpc.Handle(log, timeout, h.CreateBinding)},
+		{Subject: events.RPCBindingGet, Handler: rpc.Handle(log, timeout, h.GetBinding)},
+		{Subject: events.RPCBindingList, Handler: rpc.Handle(log, timeout, h.ListBindings)},
+		{Subject: events.RPCBindingUpdate, Handler: rpc.Handle(log, timeout, h.UpdateBinding)},
+		{Subject: events.RPCBindingDelete, Handler: rpc.Handle(log, timeout, h.DeleteBinding)},
 	}
 }
 
@@ -45,7 +61,7 @@ func (h *Handlers) Create(ctx context.Context, req rpc.CreateWorkspaceRequest) (
 	if err != nil {
 		return rpc.Workspace{}, toRPC(err, req.Name)
 	}
-	return wire(ws), nil
+	return wire.Workspace(ws), nil
 }
 
 // Get returns one workspace: NOT_FOUND if there is none.
@@ -54,7 +70,7 @@ func (h *Handlers) Get(ctx context.Context, req rpc.WorkspaceRef) (rpc.Workspace
 	if err != nil {
 		return rpc.Workspace{}, toRPC(err, req.Name)
 	}
-	return wire(ws), nil
+	return wire.Workspace(ws), nil
 }
 
 // List returns the workspaces sorted by name, only req.Scope when set.
@@ -65,7 +81,7 @@ func (h *Handlers) List(ctx context.Context, req rpc.ListWorkspacesRequest) (rpc
 	}
 	out := rpc.WorkspaceList{Workspaces: make([]rpc.Workspace, 0, len(all))}
 	for _, ws := range all {
-		out.Workspaces = append(out.Workspaces, wire(ws))
+		out.Workspaces = append(out.Workspaces, wire.Workspace(ws))
 	}
 	return out, nil
 }
@@ -76,19 +92,6 @@ func (h *Handlers) Delete(ctx context.Context, req rpc.WorkspaceRef) (rpc.Empty,
 		return rpc.Empty{}, toRPC(err, req.Name)
 	}
 	return rpc.Empty{}, nil
-}
-
-func wire(ws workspace.Workspace) rpc.Workspace {
-	clusters := ws.Clusters
-	if clusters == nil {
-		clusters = []string{}
-	}
-	namespaces := ws.Namespaces
-	if namespaces == nil {
-		namespaces = []string{}
-	}
-	return rpc.Workspace{Name: ws.Name, Clusters: clusters, Namespaces: namespaces, Username: ws.Username,
-		Email: ws.Email, CreatedAt: ws.CreatedAt}
 }
 
 // toRPC maps a domain error to the error clients see; anything else stays
@@ -102,6 +105,16 @@ func toRPC(err error, name string) error {
 		return &rpc.Error{Code: rpc.Conflict, Message: "Slice Workspace already exists"}
 	case errors.Is(err, workspace.ErrNotFound):
 		return rpc.Errorf(rpc.NotFound, "workspace %q not found", name)
+	case errors.Is(err, workspace.ErrTemplateNotFound):
+		return rpc.Errorf(rpc.NotFound, "GPR template %q not found", name)
+	case errors.Is(err, workspace.ErrTemplateExists):
+		return rpc.Errorf(rpc.Conflict, "GPR template %q already exists", name)
+	case errors.Is(err, workspace.ErrTemplateInUse):
+		return rpc.Errorf(rpc.Conflict, "GPR template %q is used by a template binding", name)
+	case errors.Is(err, workspace.ErrBindingNotFound):
+		return rpc.Errorf(rpc.NotFound, "template binding %q not found", name)
+	case errors.Is(err, workspace.ErrBindingExists):
+		return rpc.Errorf(rpc.Conflict, "template binding %q already exists", name)
 	}
 	return err
 }

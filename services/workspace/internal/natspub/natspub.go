@@ -11,15 +11,30 @@ import (
 
 	"github.com/open-egs/egs/libs/bus"
 	"github.com/open-egs/egs/libs/events"
+	"github.com/open-egs/egs/libs/rpc"
+	"github.com/open-egs/egs/services/workspace/internal/wire"
 	"github.com/open-egs/egs/services/workspace/internal/workspace"
 )
 
 // Source is the CloudEvents source of every workspace event.
 const Source = "egs/workspace"
 
+// EventPolicyUpdated is the last token of egs.workspace.v1.<ws>.policy-updated.
+const EventPolicyUpdated = "policy-updated"
+
+// PolicyUpdated is the payload of egs.workspace.v1.<ws>.policy-updated (type
+// io.egs.workspace.policy-updated.v1): the workspace's whole new policy.
+// libs/events has no payload for it yet, so it is defined here; it should
+// move there once a second service consumes it.
+type PolicyUpdated struct {
+	Workspace string     `json:"workspace"`
+	Policy    rpc.Policy `json:"policy"`
+	At        time.Time  `json:"at"`
+}
+
 var _ workspace.Events = (*Events)(nil)
 
-// Events publishes egs.workspace.v1.<ws>.<created|deleted>. Event ids are
+// Events publishes egs.workspace.v1.<ws>.<created|deleted|policy-updated>. Event ids are
 // ws.<name>.<event>.<record revision>, so publishing the same change twice
 // stores it once (within the stream's de-duplication window).
 type Events struct {
@@ -53,6 +68,22 @@ func (e *Events) Created(ctx context.Context, ws workspace.Workspace, rev uint64
 // Deleted publishes the deleted event of ws, read at rev.
 func (e *Events) Deleted(ctx context.Context, ws workspace.Workspace, rev uint64, at time.Time) error {
 	return e.publish(ctx, ws, events.WorkspaceDeleted, rev, at)
+}
+
+// PolicyUpdated publishes the policy-updated event of ws, whose policy was
+// set at at and stored at rev.
+func (e *Events) PolicyUpdated(ctx context.Context, ws workspace.Workspace, rev uint64, at time.Time) error {
+	subject, err := events.WorkspaceSubject(ws.Name, EventPolicyUpdated)
+	if err != nil {
+		return err
+	}
+	ev, err := bus.NewEvent(EventID(ws.Name, EventPolicyUpdated, rev), Source,
+		events.EventType("workspace", EventPolicyUpdated), ws.Name, at,
+		PolicyUpdated{Workspace: ws.Name, Policy: wire.PolicyToRPC(ws.Policy), At: at.UTC()})
+	if err != nil {
+		return err
+	}
+	return e.pub.Publish(ctx, subject, ev)
 }
 
 func (e *Events) publish(ctx context.Context, ws workspace.Workspace, name string, rev uint64, at time.Time) error {

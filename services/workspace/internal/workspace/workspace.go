@@ -18,6 +18,12 @@ import (
 var (
 	ErrNotFound = errors.New("workspace not found")
 	ErrExists   = errors.New("workspace already exists")
+
+	ErrTemplateNotFound = errors.New("gpr template not found")
+	ErrTemplateExists   = errors.New("gpr template already exists")
+	ErrTemplateInUse    = errors.New("gpr template is used by a template binding")
+	ErrBindingNotFound  = errors.New("template binding not found")
+	ErrBindingExists    = errors.New("template binding already exists")
 )
 
 // ValidationError says why a request is invalid; its message is safe for clients.
@@ -56,6 +62,7 @@ type Workspace struct {
 	Username   string
 	Email      string
 	CreatedAt  time.Time
+	Policy     Policy // zero: no limits
 }
 
 // New validates spec and returns the workspace created at now. Every error is
@@ -121,7 +128,8 @@ func validEmail(s string) bool {
 
 // Restore rebuilds a workspace from stored data without validating it again
 // (it was valid when stored; rules may have tightened since).
-func Restore(name string, clusters, namespaces []string, username, email string, createdAt time.Time) Workspace {
+func Restore(name string, clusters, namespaces []string, username, email string, createdAt time.Time,
+	policy Policy) Workspace {
 	return Workspace{Name: name, Clusters: clusters, Namespaces: namespaces, Username: username, Email: email,
-		CreatedAt: createdAt}
+		CreatedAt: createdAt, Policy: policy}
 }

@@ -1,0 +1,166 @@
+package egs
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/open-egs/egs/libs/rpc"
+)
+
+var dhm = regexp.MustCompile(`^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?$`)
+
+// ParseDuration reads a duration in either form of D8: XdYhZm, each part
+// optional but one present ("0d0h5m", "2d"), or Go syntax ("90s", "1h30m").
+// Range checks are the caller's.
+func ParseDuration(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if m := dhm.FindStringSubmatch(s); m != nil && (m[1] != "" || m[2] != "" || m[3] != "") {
+		var d time.Duration
+		for i, unit := range []time.Duration{24 * time.Hour, time.Hour, time.Minute} {
+			if m[i+1] == "" {
+				continue
+			}
+			n, err := strconv.ParseInt(m[i+1], 10, 64)
+			if err != nil || n > 1_000_000 {
+				return 0, fmt.Errorf("duration %q is out of range", s)
+			}
+			d += time.Duration(n) * unit
+		}
+		return d, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("duration %q is neither XdYhZm nor a Go duration", s)
+	}
+	return d, nil
+}
+
+// PolicyBody is the body of PUT /api/v1/workspace-policy, our addition.
+type PolicyBody struct {
+	WorkspaceName *string     `json:"workspaceName"`
+	Policy        *PolicyWire `json:"policy"`
+}
+
+// PolicyWire is a workspace policy on the wire, in requests and responses.
+// Zero and null mean "no limit"; maxExitDuration is a D8 duration ("" or
+// null: no limit). autoEviction null means the default, true;
+// requeueOnFailure null leaves it to each GPR.
+type PolicyWire struct {
+	AllowedShapes    []string `json:"allowedShapes"`
+	MaxGPUsPerGPR    *int     `json:"maxGpusPerGpr"`
+	MaxMemoryPerGPU  *int     `json:"maxMemoryPerGpu"`
+	MaxQueuedGPRs    *int     `json:"maxQueuedGprs"`
+	MaxExitDuration  *string  `json:"maxExitDuration"`
+	MinPriority      *int     `json:"minPriority"`
+	MaxPriority      *int     `json:"maxPriority"`
+	AutoEviction     *bool    `json:"autoEviction"`
+	RequeueOnFailure *bool    `json:"requeueOnFailure"`
+}
+
+func intOf(p *int) int {
+	if p == nil {
+		return 0
+	}
+	return *p
+}
+
+// Request checks the syntax of a policy and converts it for caller. The
+// limits themselves (priorities 1-300, min ≤ max, at most 366 days, nothing
+// negative) are the workspace service's checks.
+func (b PolicyBody) Request(caller rpc.Caller) (rpc.SetPolicyRequest, error) {
+	ws, err := WorkspaceName("workspaceName", str(b.WorkspaceName))
+	if err != nil {
+		return rpc.SetPolicyRequest{}, err
+	}
+	if b.Policy == nil {
+		return rpc.SetPolicyRequest{}, invalid("%q is required", "policy")
+	}
+	p := b.Policy
+	var exit time.Duration
+	if s := str(p.MaxExitDuration); s != "" {
+		if exit, err = ParseDuration(s); err != nil {
+			return rpc.SetPolicyRequest{}, invalid("%q: %v", "maxExitDuration", err)
+		}
+	}
+	return rpc.SetPolicyRequest{Caller: caller, Workspace: ws, Policy: rpc.Policy{
+		AllowedShapes:    nonNil(p.AllowedShapes),
+		MaxGPUsPerGPR:    intOf(p.MaxGPUsPerGPR),
+		MaxMemoryPerGPU:  intOf(p.MaxMemoryPerGPU),
+		MaxQueuedGPRs:    intOf(p.MaxQueuedGPRs),
+		MaxExitDuration:  exit,
+		MinPriority:      intOf(p.MinPriority),
+		MaxPriority:      intOf(p.MaxPriority),
+		AutoEviction:     p.AutoEviction,
+		RequeueOnFailure: p.RequeueOnFailure,
+	}}, nil
+}
+
+// Policy is a policy as GET and PUT /api/v1/workspace-policy send it: every
+// key always present, numbers as numbers (0: no limit), maxExitDuration as
+// D8 writes it ("" when unlimited), the two flags null when unset.
+type Policy struct {
+	AllowedShapes    []string `json:"allowedShapes"`
+	MaxGPUsPerGPR    int      `json:"maxGpusPerGpr"`
+	MaxMemoryPerGPU  int      `json:"maxMemoryPerGpu"`
+	MaxQueuedGPRs    int      `json:"maxQueuedGprs"`
+	MaxExitDuration  string   `json:"maxExitDuration"`
+	MinPriority      int      `json:"minPriority"`
+	MaxPriority      int      `json:"maxPriority"`
+	AutoEviction     *bool    `json:"autoEviction"`
+	RequeueOnFailure *bool    `json:"requeueOnFailure"`
+}
+
+// WorkspacePolicy is the data of GET and PUT /api/v1/workspace-policy.
+type WorkspacePolicy struct {
+	WorkspaceName string `json:"workspaceName"`
+	Policy        Policy `json:"policy"`
+}
+
+// FromPolicy converts the policy of workspace w.
+func FromPolicy(w rpc.Workspace) WorkspacePolicy {
+	p := w.Policy
+	exit := ""
+	if p.MaxExitDuration > 0 {
+		exit = FormatDuration(p.MaxExitDuration)
+	}
+	return WorkspacePolicy{WorkspaceName: w.Name, Policy: Policy{
+		AllowedShapes:    append([]string{}, p.AllowedShapes...),
+		MaxGPUsPerGPR:    p.MaxGPUsPerGPR,
+		MaxMemoryPerGPU:  p.MaxMemoryPerGPU,
+		MaxQueuedGPRs:    p.MaxQueuedGPRs,
+		MaxExitDuration:  exit,
+		MinPriority:      p.MinPriority,
+		MaxPriority:      p.MaxPriority,
+		AutoEviction:     p.AutoEviction,
+		RequeueOnFailure: p.RequeueOnFailure,
+	}}
+}
+
+// DecideBody is the body of POST /api/v1/gpr/approve ({gprId}) and
+// /api/v1/gpr/reject ({gprId, reason}), our additions.
+type DecideBody struct {
+	GPRID  *string `json:"gprId"`
+	Reason *string `json:"reason"`
+}
+
+// Request converts a decision for caller; gprId is required, and reason is
+// kept only when reject is true (at most 253 printable characters).
+func (b DecideBody) Request(caller rpc.Caller, reject bool) (rpc.DecideRequest, error) {
+	id, err := GPRRefBody{GPRID: b.GPRID}.ID()
+	if err != nil {
+		return rpc.DecideRequest{}, err
+	}
+	req := rpc.DecideRequest{Caller: caller, GPRID: id}
+	if reject {
+		if r := str(b.Reason); r != "" {
+			if !validDisplayName(r, MaxDisplayNameLen) {
+				return rpc.DecideRequest{}, displayNameError("reason", MaxDisplayNameLen)
+			}
+			req.Reason = r
+		}
+	}
+	return req, nil
+}

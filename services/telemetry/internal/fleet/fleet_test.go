@@ -1,0 +1,136 @@
+package fleet_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/open-egs/egs/libs/events"
+	"github.com/open-egs/egs/services/telemetry/internal/fleet"
+)
+
+var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+
+func p32(v uint32) *uint32 { return &v }
+
+// batch builds a batch of node n at t0+sec with one utilisation per GPU.
+func batch(node string, sec int, utils ...uint32) *events.GPUSampleBatch {
+	b := &events.GPUSampleBatch{Cluster: "c1", Node: node, At: t0.Add(time.Duration(sec) * time.Second)}
+	for i, u := range utils {
+		b.GPUs = append(b.GPUs, events.GPUSample{UUID: node + "-gpu" + string(rune('0'+i)), Index: i, Name: "H100",
+			GPUUtil: p32(u), PowerMilliW: p32(100_000 + 5_000*u), PowerLimitMW: p32(700_000), TempC: p32(30 + u/2)})
+	}
+	return b
+}
+
+func TestIdleDetection(t *testing.T) {
+	type step struct {
+		node     string
+		sec      int
+		utils    []uint32
+		wantIdle bool
+	}
+	tests := map[string]struct {
+		timeout time.Duration
+		steps   []step
+	}{
+		"idle for the timeout is reported once": {timeout: 60 * time.Second, steps: []step{
+			{"n1", 0, []uint32{0, 0}, false}, {"n2", 0, []uint32{0}, false},
+			{"n1", 59, []uint32{0, 0}, false}, {"n2", 59, []uint32{0}, false},
+			{"n1", 60, []uint32{0, 0}, true}, {"n2", 61, []uint32{0}, false}, {"n1", 90, []uint32{0, 0}, false},
+		}},
+		"one busy GPU keeps the GPR": {timeout: 10 * time.Second, steps: []step{
+			{"n1", 0, []uint32{0, 0}, false}, {"n2", 0, []uint32{5}, false},
+			{"n1", 30, []uint32{0, 0}, false}, {"n2", 30, []uint32{5}, false},
+		}},
+		"a busy spell starts a new period": {timeout: 10 * time.Second, steps: []step{
+			{"n2", 0, []uint32{0}, false}, {"n1", 0, []uint32{0, 0}, false}, {"n1", 10, []uint32{0, 0}, true},
+			{"n1", 11, []uint32{50, 0}, false}, {"n1", 12, []uint32{0, 0}, false}, {"n2", 21, []uint32{0}, false},
+			{"n1", 22, []uint32{0, 0}, true},
+		}},
+		"a node never heard from is not idle": {timeout: 10 * time.Second, steps: []step{
+			{"n1", 0, []uint32{0, 0}, false}, {"n1", 100, []uint32{0, 0}, false},
+		}},
+		"no timeout, no report": {steps: []step{
+			{"n1", 0, []uint32{0, 0}, false}, {"n2", 0, []uint32{0}, false}, {"n1", 1000, []uint32{0, 0}, false},
+		}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			f := fleet.New(fleet.Config{})
+			f.Provision(fleet.GPR{ID: "gpr-1", Workspace: "ws", Cluster: "c1", Nodes: []string{"n1", "n2"},
+				IdleTimeout: tc.timeout, ProvisionedAt: t0})
+			for i, s := range tc.steps {
+				fx := f.Ingest(batch(s.node, s.sec, s.utils...))
+				if got := len(fx.Idle) == 1; got != s.wantIdle {
+					t.Fatalf("step %d (%s at %ds): idle report %v, want %v", i, s.node, s.sec, fx.Idle, s.wantIdle)
+				}
+				if s.wantIdle && (fx.Idle[0].GPRID != "gpr-1" || fx.Idle[0].Workspace != "ws" || len(fx.Idle[0].GPUs) != 3) {
+					t.Errorf("step %d: report %+v", i, fx.Idle[0])
+				}
+			}
+		})
+	}
+}
+
+func TestAttribution(t *testing.T) {
+	f := fleet.New(fleet.Config{})
+	f.Ingest(batch("n1", 0, 10, 20))
+	f.Provision(fleet.GPR{ID: "gpr-1", Workspace: "ws", Cluster: "c1", Nodes: []string{"n1"}})
+	if got := f.Latest(fleet.Filter{Workspace: "ws"}); len(got) != 2 || got[0].GPRID != "gpr-1" {
+		t.Fatalf("after provisioning: %+v", got)
+	}
+	f.Ingest(batch("n1", 1, 10, 20))
+	if got := f.Latest(fleet.Filter{GPRID: "gpr-1"}); len(got) != 2 {
+		t.Fatalf("by GPR: %d GPUs, want 2", len(got))
+	}
+	f.Release("gpr-1")
+	if got := f.Latest(fleet.Filter{Workspace: "ws"}); len(got) != 0 {
+		t.Errorf("after release the workspace still sees %d GPUs", len(got))
+	}
+	if top := f.Top(fleet.Filter{}, fleet.MetricUtilization, 1); len(top) != 1 || *top[0].Sample.GPUUtil != 20 {
+		t.Errorf("top utilisation = %+v", top)
+	}
+}
+
+func TestThresholdHysteresis(t *testing.T) {
+	// batch: power = 100 + 5*util W (limit 700 W), temperature = 30 + util/2 °C (limit 80 °C); 5 % hysteresis.
+	f := fleet.New(fleet.Config{Default: fleet.Thresholds{TempC: 80}, Hysteresis: 0.05})
+	var got []string
+	for i, u := range []uint32{0, 122, 114, 110, 90, 124} {
+		for _, a := range f.Ingest(batch("n1", i, u)).Alerts {
+			got = append(got, a.Kind+" "+a.State)
+		}
+	}
+	want := []string{"power raised", "temperature raised", "power cleared", "temperature cleared", "power raised", "temperature raised"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("alerts (-want +got):\n%s", diff)
+	}
+}
+
+func TestRollupCascade(t *testing.T) {
+	f := fleet.New(fleet.Config{Rollup: 10 * time.Second})
+	f.Provision(fleet.GPR{ID: "gpr-1", Workspace: "ws", Cluster: "c1", Nodes: []string{"n1"}})
+	var rollups []events.RollupBatch
+	for sec := 0; sec <= 60; sec++ {
+		rollups = append(rollups, f.Ingest(batch("n1", sec, uint32(sec%10))).Rollups...)
+	}
+	if len(rollups) != 6 {
+		t.Fatalf("10s rollups after 61 s = %d, want 6", len(rollups))
+	}
+	want := events.RollupBatch{Cluster: "c1", Node: "n1", Res: "10s", Start: t0.Add(20 * time.Second),
+		Owner: &events.GPUOwnerRef{Workspace: "ws", GPRID: "gpr-1"},
+		GPUs: []events.GPURollup{{UUID: "n1-gpu0", Samples: 10, Util: events.Stat{Avg: 4.5, Max: 9, Min: 0},
+			PowerW: events.Stat{Avg: 122.5, Max: 145, Min: 100}, TempC: events.Stat{Avg: 32, Max: 34, Min: 30}}}}
+	if diff := cmp.Diff(want, rollups[2]); diff != "" {
+		t.Errorf("third 10s rollup (-want +got):\n%s", diff)
+	}
+	flushed := f.Flush(t0.Add(2*time.Minute), 0)
+	if len(flushed) != 2 || flushed[0].Res != "10s" || flushed[1].Res != "1m" {
+		t.Fatalf("flushed %+v, want the open 10s window and the first minute", flushed)
+	}
+	if m := flushed[1]; m.Start != t0 || m.GPUs[0].Samples != 60 || m.GPUs[0].Util != (events.Stat{Avg: 4.5, Max: 9, Min: 0}) {
+		t.Errorf("1m rollup = %+v", m)
+	}
+}

@@ -1,0 +1,160 @@
+package service_test
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/open-egs/egs/libs/bus"
+	"github.com/open-egs/egs/libs/events"
+	"github.com/open-egs/egs/libs/testkit/natstest"
+	"github.com/open-egs/egs/services/telemetry/service"
+)
+
+// benchNodes × 8 GPUs = 10,000 GPUs.
+const benchNodes = 1250
+
+// encodeRound builds one batch per node at second sec, in the node agent's
+// wire format (a CloudEvents envelope around events.GPUSampleBatch).
+func encodeRound(b *testing.B, sec int) []*nats.Msg {
+	out := make([]*nats.Msg, 0, benchNodes)
+	at := time.Now().Truncate(time.Second).Add(time.Duration(sec) * time.Second)
+	for n := range benchNodes {
+		node := fmt.Sprintf("node-%d", n)
+		batch := events.GPUSampleBatch{Cluster: "bench", Node: node, Boot: "b", Seq: uint64(sec + 1), At: at}
+		for i := range 8 {
+			u, p, t, c := uint32((n+i+sec)%100), uint32(300_000+i), uint32(55), uint32(1980)
+			batch.GPUs = append(batch.GPUs, events.GPUSample{UUID: fmt.Sprintf("GPU-%d-%d", n, i), Index: i,
+				Name: "NVIDIA H100 80GB HBM3", GPUUtil: &u, MemUtil: &u, MemUsedBytes: 40 << 30, MemTotalBytes: 80 << 30,
+				PowerMilliW: &p, PowerLimitMW: &p, TempC: &t, SMClockMHz: &c, MemClockMHz: &c})
+		}
+		subj, _ := events.TelemetryGPUSubject("bench", node)
+		id := fmt.Sprintf("bench.%s.b.%d", node, sec+1)
+		ev, err := bus.NewEvent(id, "egs/nodeagent", events.EventType("telemetry", "gpu"), node, at, batch)
+		if err != nil {
+			b.Fatal(err)
+		}
+		m := nats.NewMsg(subj)
+		m.Data, _ = jsonMarshal(ev)
+		m.Header.Set(jetstream.MsgIDHeader, id)
+		out = append(out, m)
+	}
+	return out
+}
+
+// publishAll publishes msgs asynchronously with at most window in flight.
+func publishAll(b *testing.B, js jetstream.JetStream, msgs []*nats.Msg) {
+	const window = 2048
+	for i := 0; i < len(msgs); i += window {
+		end := min(i+window, len(msgs))
+		futs := make([]jetstream.PubAckFuture, 0, end-i)
+		for _, m := range msgs[i:end] {
+			f, err := js.PublishMsgAsync(m, jetstream.WithStallWait(10*time.Second))
+			if err != nil {
+				b.Fatal(err)
+			}
+			futs = append(futs, f)
+		}
+		for _, f := range futs {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+// BenchmarkIngest records, in one run: the raw async publish rate of the
+// embedded JetStream server, and the end-to-end ingest rate (publish →
+// telemetry service state and rollups, every batch acknowledged), both in
+// GPU samples/s, and the heap held per 10,000 GPUs.
+func BenchmarkIngest(b *testing.B) {
+	const rounds = 12 // seconds of samples per iteration
+	var raw, e2e time.Duration
+	var heapPer10k float64
+	for it := 0; it < b.N; it++ {
+		b.StopTimer()
+		_, nc, js := natstest.RunJetStream(b)
+		msgs := make([][]*nats.Msg, rounds)
+		for r := range rounds {
+			msgs[r] = encodeRound(b, it*rounds+r)
+		}
+		// Raw: the same messages into a plain stream, nobody consuming.
+		if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "RAW",
+			Subjects: []string{"egs.telemetry.v1.gpu.>"}, Storage: jetstream.FileStorage}); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		t0 := time.Now()
+		for r := range rounds {
+			publishAll(b, js, msgs[r])
+		}
+		raw += time.Since(t0)
+		b.StopTimer()
+		if err := js.DeleteStream(context.Background(), "RAW"); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: events.StreamGPR,
+			Subjects: []string{events.SubjectGPRAll}}); err != nil {
+			b.Fatal(err)
+		}
+		runtime.GC()
+		var before runtime.MemStats
+		runtime.ReadMemStats(&before)
+		ctx, cancel := context.WithCancel(context.Background())
+		ready := make(chan struct{})
+		done := make(chan error, 1)
+		cfg := config()
+		go func() {
+			done <- service.Run(ctx, service.Deps{Config: cfg, NATS: nc, Ready: func() { close(ready) }})
+		}()
+		<-ready
+		b.StartTimer()
+		t0 = time.Now()
+		for r := range rounds {
+			publishAll(b, js, msgs[r])
+		}
+		waitConsumed(b, js)
+		e2e += time.Since(t0)
+		b.StopTimer()
+		runtime.GC()
+		var after runtime.MemStats
+		runtime.ReadMemStats(&after)
+		heapPer10k += float64(after.HeapAlloc-min(before.HeapAlloc, after.HeapAlloc)) / (1 << 20) * 10000 / (benchNodes * 8)
+		cancel()
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+	}
+	samples := float64(b.N * rounds * benchNodes * 8)
+	b.ReportMetric(samples/raw.Seconds(), "raw-gpu-samples/s")
+	b.ReportMetric(samples/e2e.Seconds(), "ingest-gpu-samples/s")
+	b.ReportMetric(raw.Seconds()/e2e.Seconds()*100, "ingest-%-of-raw")
+	b.ReportMetric(heapPer10k/float64(b.N), "heap-MiB/10k-GPUs")
+}
+
+// waitConsumed waits until the telemetry service has acknowledged every batch.
+func waitConsumed(b *testing.B, js jetstream.JetStream) {
+	deadline := time.Now().Add(5 * time.Minute)
+	for time.Now().Before(deadline) {
+		c, err := js.Consumer(context.Background(), events.StreamTelemetry, events.DurableTelemetrySamples)
+		if err != nil {
+			b.Fatal(err)
+		}
+		info, err := c.Info(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if info.NumPending == 0 && info.NumAckPending == 0 {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	b.Fatal("samples not consumed within 5 minutes")
+}

@@ -1,0 +1,258 @@
+// Package service wires the telemetry service: it declares EGS_TELEMETRY
+// (sample batches, idle reports, alerts) and the rollup streams, consumes the
+// node agents' samples and the GPR events, keeps the latest state of every
+// GPU, detects idle GPRs and threshold crossings, rolls samples up, answers
+// egs.rpc.v1.telemetry.* and serves /metrics under dcgm-exporter names. It is
+// public so that the standalone process can compose every service.
+package service
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/open-egs/egs/libs/bus"
+	"github.com/open-egs/egs/libs/events"
+	"github.com/open-egs/egs/libs/rpc"
+	"github.com/open-egs/egs/services/telemetry/internal/fleet"
+	"github.com/open-egs/egs/services/telemetry/internal/metrics"
+	"github.com/open-egs/egs/services/telemetry/internal/natsapi"
+)
+
+// Name is the service's name: the micro service name and queue group.
+const Name = "telemetry"
+
+// Version is the version the micro service reports.
+const Version = "0.1.0"
+
+// Config is the configuration of the telemetry service.
+type Config struct {
+	RPCTimeout      time.Duration
+	HTTPAddr        string // /metrics; "" disables
+	SampleRetention time.Duration
+	Fetch           int
+	MaxAckPending   int
+	TempThresholdC  float64
+	PowerThresholdW float64 // 0: each GPU's power limit
+	Hysteresis      float64
+	Rollups         bool
+	FlushGrace      time.Duration
+	GPRTimeout      time.Duration
+}
+
+// RegisterFlags registers the service's flags on fs, with their defaults.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.DurationVar(&c.RPCTimeout, "rpc.timeout", 10*time.Second, "Deadline of one request/reply call.")
+	fs.StringVar(&c.HTTPAddr, "http.addr", ":9400", "Address of /metrics (dcgm-exporter's port); empty disables.")
+	fs.DurationVar(&c.SampleRetention, "samples.retention", time.Hour, "How long EGS_TELEMETRY keeps raw sample batches (and idle reports and alerts).")
+	fs.IntVar(&c.Fetch, "samples.fetch", 512, "Sample batches fetched (and acknowledged) at once.")
+	fs.IntVar(&c.MaxAckPending, "samples.max-ack-pending", 20000, "Unacknowledged sample batches the consumer allows.")
+	fs.Float64Var(&c.TempThresholdC, "threshold.temperature", 87, "GPU temperature (°C) above which an alert is raised.")
+	fs.Float64Var(&c.PowerThresholdW, "threshold.power", 0, "Power draw (W) above which an alert is raised; 0: the GPU's power limit.")
+	fs.Float64Var(&c.Hysteresis, "threshold.hysteresis", 0.05, "Fraction below a threshold a reading must fall to clear its alert.")
+	fs.BoolVar(&c.Rollups, "rollups", true, "Roll samples up into 10s, 1m and 1h windows.")
+	fs.DurationVar(&c.FlushGrace, "rollups.flush-grace", 5*time.Second, "How long after a window's end it is closed when its node stopped reporting.")
+	fs.DurationVar(&c.GPRTimeout, "gpr.timeout", 5*time.Second, "Deadline of the scheduler call reading a GPR's idle settings.")
+}
+
+// Validate reports every problem of the configuration at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.RPCTimeout <= 0 {
+		errs = append(errs, errors.New("rpc.timeout must be positive"))
+	}
+	if c.SampleRetention < time.Minute {
+		errs = append(errs, errors.New("samples.retention must be at least 1m"))
+	}
+	if c.Fetch < 1 || c.MaxAckPending < c.Fetch {
+		errs = append(errs, errors.New("samples.fetch must be positive and at most samples.max-ack-pending"))
+	}
+	if c.Hysteresis < 0 || c.Hysteresis >= 1 {
+		errs = append(errs, errors.New("threshold.hysteresis must be in [0, 1)"))
+	}
+	if c.GPRTimeout <= 0 {
+		errs = append(errs, errors.New("gpr.timeout must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// Deps are what Run needs; the caller owns and closes NATS.
+type Deps struct {
+	Config Config
+	NATS   *nats.Conn
+	Log    *slog.Logger     // nil: discard
+	Ready  func()           // called once when declared and serving; may be nil
+	Now    func() time.Time // the clock of sample ages and series defaults; nil: time.Now
+	// Listener, when set, serves /metrics instead of Config.HTTPAddr.
+	Listener net.Listener
+	// Shapes overrides the thresholds per GPU model name (NVML's name).
+	Shapes map[string]fleet.Thresholds
+}
+
+// Stream is the configuration of EGS_TELEMETRY.
+func Stream(retention time.Duration) jetstream.StreamConfig {
+	return bus.StreamDefaults(jetstream.StreamConfig{Name: events.StreamTelemetry, Subjects: []string{events.SubjectTelemetryAll},
+		Storage: jetstream.FileStorage, MaxAge: retention})
+}
+
+// Run declares the streams, bucket and consumers, restores the attributed
+// GPRs, serves until ctx ends, then stops taking requests and samples and
+// returns nil. A failure while starting is returned at once.
+func Run(ctx context.Context, d Deps) error {
+	if err := d.Config.Validate(); err != nil {
+		return fmt.Errorf("telemetry config: %w", err)
+	}
+	if d.NATS == nil {
+		return errors.New("telemetry: no NATS connection")
+	}
+	log := d.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	now := d.Now
+	if now == nil {
+		now = time.Now
+	}
+	cfg := d.Config
+	js, err := jetstream.New(d.NATS)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	if _, err := bus.EnsureStream(ctx, js, Stream(cfg.SampleRetention)); err != nil {
+		return err
+	}
+	for _, sc := range natsapi.RollupStreams() {
+		if _, err := bus.EnsureStream(ctx, js, sc); err != nil {
+			return err
+		}
+	}
+	if err := bus.EnsureDeadLetterStream(ctx, js); err != nil {
+		return err
+	}
+	gprs, err := bus.EnsureKV(ctx, js, jetstream.KeyValueConfig{Bucket: events.BucketTelemetryGPRs, History: 1, Storage: jetstream.FileStorage})
+	if err != nil {
+		return err
+	}
+	samples, err := js.CreateOrUpdateConsumer(ctx, events.StreamTelemetry, jetstream.ConsumerConfig{
+		Durable: events.DurableTelemetrySamples, FilterSubject: events.SubjectTelemetryGPUAll,
+		AckPolicy: jetstream.AckAllPolicy, AckWait: 30 * time.Second, MaxAckPending: cfg.MaxAckPending,
+		DeliverPolicy: jetstream.DeliverAllPolicy})
+	if err != nil {
+		return fmt.Errorf("ensure consumer %s: %w", events.DurableTelemetrySamples, err)
+	}
+	if err := waitStream(ctx, js, events.StreamGPR); err != nil {
+		return err
+	}
+	gprSpec := bus.ConsumerSpec{Stream: events.StreamGPR, Durable: events.DurableTelemetryGPRs,
+		FilterSubjects: []string{events.SubjectGPRAll}, HandlerTimeout: cfg.GPRTimeout + 2*time.Second}
+	gprCons, err := bus.EnsureConsumer(ctx, js, gprSpec)
+	if err != nil {
+		return err
+	}
+	fc := fleet.Config{Default: fleet.Thresholds{TempC: cfg.TempThresholdC, PowerW: cfg.PowerThresholdW},
+		Shapes: d.Shapes, Hysteresis: cfg.Hysteresis}
+	if cfg.Rollups {
+		fc.Rollup = fleet.Resolutions[0].Size
+	}
+	api := &natsapi.API{Fleet: fleet.New(fc), NC: d.NATS, JS: js, Pub: bus.NewPublisher(js), GPRs: gprs, Log: log, Now: now,
+		GPRTimeout: cfg.GPRTimeout}
+	n, err := api.Restore(ctx)
+	if err != nil {
+		return err
+	}
+	svc, err := rpc.Serve(d.NATS, Name, Version, api.Methods(log, cfg.RPCTimeout)...)
+	if err != nil {
+		return err
+	}
+	var srv *http.Server
+	ln := d.Listener
+	if ln == nil && cfg.HTTPAddr != "" {
+		if ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+			_ = svc.Stop()
+			return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
+		}
+	}
+	if ln != nil {
+		mux := http.NewServeMux()
+		mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+			_ = metrics.Write(w, api.Fleet.Latest(fleet.Filter{}), api.Fleet.Samples())
+		})
+		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	}
+	log.Info("telemetry service ready", "gprs_restored", n, "metrics_addr", addr(ln))
+	if d.Ready != nil {
+		d.Ready()
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return api.Ingest(gctx, samples, cfg.Fetch) })
+	g.Go(func() error { return bus.Consume(gctx, js, gprCons, gprSpec, api.OnGPREvent, log) })
+	if cfg.Rollups {
+		g.Go(func() error {
+			t := time.NewTicker(time.Second)
+			defer t.Stop()
+			for {
+				select {
+				case <-gctx.Done():
+					return nil
+				case <-t.C:
+					api.Flush(gctx, cfg.FlushGrace)
+				}
+			}
+		})
+	}
+	if srv != nil {
+		g.Go(func() error {
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("metrics http: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-gctx.Done()
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), 5*time.Second)
+			defer cancel()
+			return srv.Shutdown(sctx)
+		})
+	}
+	err = g.Wait()
+	if serr := svc.Stop(); serr != nil {
+		err = errors.Join(err, fmt.Errorf("stop telemetry rpc: %w", serr))
+	}
+	log.Info("telemetry service stopped")
+	return err
+}
+
+func addr(ln net.Listener) string {
+	if ln == nil {
+		return ""
+	}
+	return ln.Addr().String()
+}
+
+// waitStream waits until another service has declared stream name.
+func waitStream(ctx context.Context, js jetstream.JetStream, name string) error {
+	for {
+		_, err := js.Stream(ctx, name)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("stream %s: %w", name, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for stream %s: %w", name, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
