@@ -28,6 +28,9 @@ import (
 
 // proc is one service running on its own connection, as its own process would.
 type proc struct {
+	// gate, when set, holds the crash until it is closed (so a reply the
+	// test needs is out before the process dies).
+	gate    chan struct{}
 	nc      *nats.Conn
 	cancel  context.CancelFunc
 	done    chan error
@@ -41,16 +44,28 @@ type runFunc func(ctx context.Context, nc *nats.Conn, ready func(), crash func(p
 // crash point at which it dies: its connection is closed at once, with no
 // drain, no acks and no further publishes, and its context is cancelled.
 func launch(t testing.TB, url string, crashAt string, run runFunc) *proc {
+	return launchGated(t, url, crashAt, false, run)
+}
+
+// launchGated is launch whose crash waits for p.gate to be closed.
+func launchGated(t testing.TB, url string, crashAt string, gated bool, run runFunc) *proc {
 	t.Helper()
 	nc, err := nats.Connect(url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &proc{nc: nc, cancel: cancel, done: make(chan error, 1), crashed: make(chan struct{})}
+	p := &proc{nc: nc, cancel: cancel, done: make(chan error, 1), crashed: make(chan struct{}), gate: make(chan struct{})}
+	if crashAt == "" || !gated {
+		close(p.gate)
+	}
 	crash := func(point string) {
 		if point != crashAt {
 			return
+		}
+		select {
+		case <-p.gate:
+		case <-time.After(10 * time.Second):
 		}
 		p.once.Do(func() {
 			nc.Close()
@@ -223,9 +238,10 @@ func TestSchedulerCrashBetweenAdmissionAndProvisioning(t *testing.T) {
 	c := cluster{clients: sim.Clientsets(sim.Default())}
 	launch(t, srv.ClientURL(), "", runProvisioner(c))
 	launch(t, srv.ClientURL(), "", runWorkspace)
-	first := launch(t, srv.ClientURL(), scheduler.CrashAfterAdmit, runScheduler)
+	first := launchGated(t, srv.ClientURL(), scheduler.CrashAfterAdmit, true, runScheduler)
 
-	id := setupWorkspaceAndGPR(t, nc)
+	id := setupWorkspaceAndGPR(t, nc) // the scheduler dies once the reply is out
+	close(first.gate)
 	first.waitCrash(t)
 
 	// The admission is stored, but no command went out.

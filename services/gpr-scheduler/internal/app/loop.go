@@ -72,10 +72,10 @@ func (s *Scheduler) pass(ctx context.Context) time.Time {
 	}()
 	s.out = append(s.out, s.retryCmds...)
 	s.retryCmds = nil
-	for _, e := range s.recs {
-		if len(e.rec.Outbox) > 0 {
-			s.stage(e)
-		}
+	for _, e := range s.unsent {
+		s.stage(e)
+	}
+	for _, e := range s.active {
 		if e.rec.State == gpr.Provisioning || e.rec.State == gpr.Releasing {
 			// No report yet: the command or its report may have been
 			// dead-lettered. Send it again (idempotent) now and then.
@@ -114,8 +114,7 @@ func (s *Scheduler) pass(ctx context.Context) time.Time {
 	if len(s.nodes) == 0 {
 		return next
 	}
-	plan := queue.Schedule(s.snapshot(now))
-	s.waiting, s.position = plan.Waiting, plan.Position
+	plan := queue.Decide(s.snapshot(now))
 	for _, ev := range plan.Evict {
 		if e, ok := s.recs[ev.Victim]; ok && e.rec.State == gpr.Provisioned {
 			s.log.Info("evicting", logkey.GPRID, ev.Victim, "by", ev.By)
@@ -271,7 +270,7 @@ func (s *Scheduler) applyInventory(u jetstream.KeyValueEntry) bool {
 		for k, n := range s.nodes {
 			if events.NodeKey(n.Cluster, n.Name) == u.Key() {
 				delete(s.nodes, k)
-				s.estDirty = true
+				s.estDirty, s.analysis = true, nil
 				return true
 			}
 		}
@@ -288,7 +287,7 @@ func (s *Scheduler) applyInventory(u jetstream.KeyValueEntry) bool {
 		return false
 	}
 	s.nodes[q.Key()] = q
-	s.estDirty = true
+	s.estDirty, s.analysis = true, nil
 	return true
 }
 

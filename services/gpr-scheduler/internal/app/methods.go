@@ -304,17 +304,18 @@ func (s *Scheduler) view(r *gpr.Record) rpc.GPR {
 		}
 		v.Reason = "awaiting approval: " + strings.Join(r.OverPolicy, "; ")
 	case gpr.Queued:
-		for _, w := range s.waiting[r.ID] {
+		plan := s.explain(now)
+		for _, w := range plan.Waiting[r.ID] {
 			v.PendingReasons = append(v.PendingReasons, rpc.Reason{Code: w.Code, Message: w.Message})
 		}
 		if len(v.PendingReasons) == 0 {
 			v.PendingReasons = append(v.PendingReasons, rpc.Reason{Code: "SCHEDULING", Message: "waiting for the next scheduling pass"})
 		}
-		v.Reason = queue.Why(s.waiting[r.ID])
+		v.Reason = queue.Why(plan.Waiting[r.ID])
 		if v.Reason == "" {
 			v.Reason = "waiting for the next scheduling pass"
 		}
-		v.QueuePosition = s.position[r.ID]
+		v.QueuePosition = plan.Position[r.ID]
 		if at, ok := s.estimate(now)[r.ID]; ok {
 			v.EstimatedStart, v.EstimatedWait = at, max(at.Sub(now), 0)
 		}
@@ -336,6 +337,16 @@ func firstOr(s []string) string {
 	return s[0]
 }
 
+// explain is the full pass (why each queued GPR waits, its place), computed
+// when someone looks and kept until something changes.
+func (s *Scheduler) explain(now time.Time) *queue.Plan {
+	if s.analysis == nil {
+		p := queue.Schedule(s.snapshot(now))
+		s.analysis = &p
+	}
+	return s.analysis
+}
+
 func (s *Scheduler) estimate(now time.Time) map[string]time.Time {
 	if s.estDirty || s.estimates == nil {
 		s.estimates = queue.Estimate(s.snapshot(now))
@@ -346,27 +357,22 @@ func (s *Scheduler) estimate(now time.Time) map[string]time.Time {
 
 // snapshot is the queue's view of the present.
 func (s *Scheduler) snapshot(now time.Time) queue.Snapshot {
-	snap := queue.Snapshot{Now: now, Nodes: s.nodeList()}
+	snap := queue.Snapshot{Now: now, Nodes: s.nodeList(), Queue: s.queueOrder(), Sorted: true}
 	covered := map[string]bool{}
-	for _, e := range s.recs {
+	for _, e := range s.active {
 		r := e.rec
-		switch {
-		case r.State == gpr.Queued:
-			snap.Queue = append(snap.Queue, request(r))
-		case r.Active():
-			free := now
-			switch r.State {
-			case gpr.Provisioned:
-				free = r.ExpiresAt
-			case gpr.Provisioning:
-				free = now.Add(r.Spec.ExitDuration)
-			}
-			snap.Holdings = append(snap.Holdings, queue.Holding{GPRID: r.ID, Workspace: r.Workspace, Cluster: r.Cluster,
-				Nodes: r.Nodes, FreeAt: free, Priority: r.Spec.Priority, StartedAt: r.StartedAt,
-				Evictable: r.State == gpr.Provisioned && r.Spec.EnableEviction, Releasing: r.State == gpr.Releasing})
-			for _, n := range r.Nodes {
-				covered[r.Cluster+"/"+n] = true
-			}
+		free := now
+		switch r.State {
+		case gpr.Provisioned:
+			free = r.ExpiresAt
+		case gpr.Provisioning:
+			free = now.Add(r.Spec.ExitDuration)
+		}
+		snap.Holdings = append(snap.Holdings, queue.Holding{GPRID: r.ID, Workspace: r.Workspace, Cluster: r.Cluster,
+			Nodes: r.Nodes, FreeAt: free, Priority: r.Spec.Priority, StartedAt: r.StartedAt,
+			Evictable: r.State == gpr.Provisioned && r.Spec.EnableEviction, Releasing: r.State == gpr.Releasing})
+		for _, n := range r.Nodes {
+			covered[r.Cluster+"/"+n] = true
 		}
 	}
 	// Ledger entries no active GPR accounts for still block their nodes.

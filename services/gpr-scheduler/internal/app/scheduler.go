@@ -71,14 +71,21 @@ type Scheduler struct {
 	outRecs   []*entry       // records whose outbox events are in out
 	retryCmds []bus.Outgoing // commands whose publish failed
 	recs      map[string]*entry
-	allocs    map[string]*ledgerEntry   // node key (cluster/node) → entry
-	nodes     map[string]queue.Node     // node key → node
-	waiting   map[string][]queue.Reason // gprId → why it waits
-	position  map[string]int            // gprId → place in the queue
+	allocs    map[string]*ledgerEntry // node key (cluster/node) → entry
+	nodes     map[string]queue.Node   // node key → node
 	estimates map[string]time.Time
 	estDirty  bool
 	bootID    string
 	deleted   map[string]bool // workspaces deleted since start: no new GPRs
+
+	// The queue in order and the GPRs holding nodes, kept up to date by
+	// every write (track) so a pass does not walk every GPR ever filed.
+	queued      []queue.Request
+	touched     map[string]bool // GPRs written since queued was last rebuilt
+	fullRebuild bool
+	active      map[string]*entry
+	unsent      map[string]*entry // GPRs whose events failed to publish
+	analysis    *queue.Plan       // why each queued GPR waits; nil when stale
 }
 
 // Options configure New.
@@ -115,9 +122,10 @@ func New(ctx context.Context, o Options) (*Scheduler, error) {
 	}
 	s := &Scheduler{
 		nc: o.NATS, pub: bus.NewPublisher(o.JS), stream: o.GPRStream, gprs: o.GPRs, ledger: o.Ledger, log: o.Log,
-		now: o.Now, crash: o.CrashPoint, fence: o.Fence, resend: o.Resend, deleted: map[string]bool{}, wake: make(chan struct{}, 1),
+		now: o.Now, crash: o.CrashPoint, fence: o.Fence, resend: o.Resend, deleted: map[string]bool{},
+		touched: map[string]bool{}, fullRebuild: true, active: map[string]*entry{}, unsent: map[string]*entry{}, wake: make(chan struct{}, 1),
 		recs: map[string]*entry{}, allocs: map[string]*ledgerEntry{}, nodes: map[string]queue.Node{},
-		waiting: map[string][]queue.Reason{}, position: map[string]int{}, estDirty: true, bootID: strconv.FormatInt(o.Now().UnixNano(), 36),
+		estDirty: true, bootID: strconv.FormatInt(o.Now().UnixNano(), 36),
 	}
 	if err := s.load(ctx); err != nil {
 		return nil, err
@@ -136,6 +144,7 @@ func (s *Scheduler) load(ctx context.Context) error {
 			return fmt.Errorf("decode gpr %s: %w", e.Key(), err)
 		}
 		s.recs[r.ID] = &entry{rec: &r, rev: e.Revision()}
+		s.track(s.recs[r.ID])
 	}
 	entries, err = bus.ReadAll(ctx, s.ledger, "")
 	if err != nil {
@@ -210,8 +219,52 @@ func (s *Scheduler) save(ctx context.Context, e *entry) error {
 	}
 	e.rev = rev
 	e.dirty = false
-	s.estDirty = true
+	s.track(e)
 	return nil
+}
+
+// track notes a GPR's new state for the queue order and the holdings.
+func (s *Scheduler) track(e *entry) {
+	if e.rec.Active() {
+		s.active[e.rec.ID] = e
+	} else {
+		delete(s.active, e.rec.ID)
+	}
+	s.touched[e.rec.ID] = true
+	s.estDirty = true
+	s.analysis = nil
+}
+
+// queueOrder returns the queued GPRs in queue order, rebuilt from the last
+// order and the GPRs written since (nearly sorted input: the sort is cheap).
+func (s *Scheduler) queueOrder() []queue.Request {
+	if !s.fullRebuild && len(s.touched) == 0 {
+		return s.queued
+	}
+	var out []queue.Request
+	if s.fullRebuild {
+		for _, e := range s.recs {
+			if e.rec.State == gpr.Queued {
+				out = append(out, request(e.rec))
+			}
+		}
+	} else {
+		out = make([]queue.Request, 0, len(s.queued)+len(s.touched))
+		for _, r := range s.queued {
+			if !s.touched[r.ID] {
+				out = append(out, r)
+			}
+		}
+		for id := range s.touched {
+			if e, ok := s.recs[id]; ok && e.rec.State == gpr.Queued {
+				out = append(out, request(e.rec))
+			}
+		}
+	}
+	slices.SortFunc(out, queue.Less)
+	s.queued, s.fullRebuild = out, false
+	clear(s.touched)
+	return out
 }
 
 // commit stores e after a transition from before. When the write fails, the
@@ -239,9 +292,11 @@ func (s *Scheduler) commit(ctx context.Context, e *entry, before gpr.Record) err
 	}
 	if stored.Seq == e.rec.Seq && stored.State == e.rec.State {
 		e.rev = got.Revision()
+		s.track(e)
 		return nil
 	}
 	*e.rec, e.rev = stored, got.Revision()
+	s.track(e)
 	return err
 }
 
@@ -311,6 +366,7 @@ func (s *Scheduler) send(ctx context.Context) error {
 	if err != nil {
 		for _, e := range recs {
 			e.staged = 0
+			s.unsent[e.rec.ID] = e
 		}
 		for _, o := range out {
 			if o.Event.Type == events.EventType("provisioner", events.CommandApply) || o.Event.Type == events.EventType("provisioner", events.CommandRemove) {
@@ -323,6 +379,9 @@ func (s *Scheduler) send(ctx context.Context) error {
 		e.rec.Outbox = slices.Clone(e.rec.Outbox[e.staged:])
 		e.staged = 0
 		e.dirty = true
+		if len(e.rec.Outbox) == 0 {
+			delete(s.unsent, e.rec.ID)
+		}
 		if e.rec.State == gpr.Cancelled && len(e.rec.Outbox) == 0 {
 			s.purge(ctx, e)
 		}
@@ -371,7 +430,9 @@ func (s *Scheduler) purge(ctx context.Context, e *entry) {
 		return
 	}
 	delete(s.recs, e.rec.ID)
-	delete(s.waiting, e.rec.ID)
+	delete(s.active, e.rec.ID)
+	s.touched[e.rec.ID] = true
+	s.analysis = nil
 }
 
 // tidy persists trimmed outboxes and purges leftover cancelled GPRs, a few at

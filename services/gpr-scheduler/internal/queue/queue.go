@@ -64,6 +64,7 @@ type Snapshot struct {
 	Queue    []Request
 	Nodes    []Node
 	Holdings []Holding
+	Sorted   bool // Queue is already in Less order (the caller keeps it so)
 }
 
 // Admission gives nodes of one cluster to one GPR.
@@ -100,8 +101,11 @@ const (
 type Plan struct {
 	Admit    []Admission
 	Evict    []Eviction
-	Waiting  map[string][]Reason // gprId → why it waits
-	Position map[string]int      // gprId → 1-based place in the queue order
+	Waiting  map[string][]Reason // gprId → why it waits (Schedule only)
+	Position map[string]int      // gprId → 1-based place in the queue order (Schedule only)
+	// Examined is how many GPRs of the queue order Decide looked at: after
+	// them no node was free, on its way back or evictable by a later one.
+	Examined int
 }
 
 // Why joins the messages of reasons, for logs and events.
@@ -155,12 +159,24 @@ func ShapeMatches(n Node, r Request) bool {
 // allow eviction: lowest priority first, then the most recently started, on
 // the cluster where the fewest victims make it fit. Nodes already on their
 // way back count as free for this, so one shortage never evicts twice.
-func Schedule(s Snapshot) Plan {
-	plan := Plan{Waiting: make(map[string][]Reason, len(s.Queue)), Position: make(map[string]int, len(s.Queue))}
+func Schedule(s Snapshot) Plan { return schedule(s, true) }
+
+// Decide is Schedule without the explanations: the same admissions and
+// evictions, but it stops at the first GPR from which on nothing can change
+// (no free node, none on its way back, none evictable by a lower priority),
+// so a deep queue costs what its head costs. The scheduling loop runs it on
+// every change; Schedule runs when someone asks why a GPR waits.
+func Decide(s Snapshot) Plan { return schedule(s, false) }
+
+func schedule(s Snapshot, explainAll bool) Plan {
+	var plan Plan
+	if explainAll {
+		plan.Waiting, plan.Position = make(map[string][]Reason, len(s.Queue)), make(map[string]int, len(s.Queue))
+	}
 	type ref struct{ cluster, name string }
-	holder := map[ref]*Holding{}
-	busy := map[string]string{} // workspace → the GPR that holds or heads it
-	held := map[string]bool{}   // workspaces that hold a GPR (not just a waiting head)
+	holder := make(map[ref]*Holding, len(s.Nodes))
+	busy := make(map[string]string, len(s.Holdings)+8) // workspace → the GPR that holds or heads it
+	held := make(map[string]bool, len(s.Holdings)+8)   // workspaces that hold a GPR (not just a waiting head)
 	for i := range s.Holdings {
 		h := &s.Holdings[i]
 		for _, n := range h.Nodes {
@@ -179,25 +195,57 @@ func Schedule(s Snapshot) Plan {
 			free[n.Cluster] = append(free[n.Cluster], n)
 		}
 	}
+	freeTotal := 0
 	for c := range free {
 		slices.SortFunc(free[c], fitOrder)
+		freeTotal += len(free[c])
 	}
 	memo := map[shapeKey][]Reason{}
 	claimed := map[string]bool{} // holdings already being evicted, or spoken for by an earlier request
-	q := slices.Clone(s.Queue)
-	slices.SortFunc(q, Less)
+	// cannotChange reports that from request priority p on, no later request
+	// can be admitted or evict anything in this pass.
+	cannotChange := func(p int) bool {
+		if freeTotal > 0 {
+			return false
+		}
+		for i := range s.Holdings {
+			h := &s.Holdings[i]
+			if !claimed[h.GPRID] && (h.Releasing || h.Evictable && h.Priority < p) {
+				return false
+			}
+		}
+		return true
+	}
+	q := s.Queue
+	if !s.Sorted && !slices.IsSortedFunc(q, Less) {
+		q = slices.Clone(q)
+		slices.SortFunc(q, Less)
+	}
 	higherWaiting := 0
 	lastPrio, waitingAtPrio := -1, 0
+	checkedAt := -1 // the priority cannotChange last answered false for, with no claims since
 	for i, r := range q {
-		plan.Position[r.ID] = i + 1
+		plan.Examined = i + 1
+		if !explainAll && r.Priority != checkedAt {
+			if cannotChange(r.Priority) {
+				plan.Examined = i
+				break
+			}
+			checkedAt = r.Priority
+		}
+		if explainAll {
+			plan.Position[r.ID] = i + 1
+		}
 		if r.Priority != lastPrio {
 			higherWaiting += waitingAtPrio
 			lastPrio, waitingAtPrio = r.Priority, 0
 		}
 		if other, ok := busy[r.Workspace]; ok {
-			if held[r.Workspace] {
+			switch {
+			case !explainAll:
+			case held[r.Workspace]:
 				plan.Waiting[r.ID] = []Reason{{WorkspaceHoldsGPR, "workspace " + r.Workspace + " already holds " + other + " (one provisioned GPR per workspace)"}}
-			} else {
+			default:
 				plan.Waiting[r.ID] = []Reason{{BehindWorkspaceGPR, "waiting behind " + other + " of the same workspace"}}
 			}
 			waitingAtPrio++
@@ -211,12 +259,22 @@ func Schedule(s Snapshot) Plan {
 				names[i] = free[cluster][j].Name
 			}
 			free[cluster] = removeAt(free[cluster], idx)
+			freeTotal -= len(idx)
+			checkedAt = -1
 			held[r.Workspace] = true
 			plan.Admit = append(plan.Admit, Admission{GPRID: r.ID, Cluster: cluster, Nodes: names})
 			continue
 		}
 		waitingAtPrio++
-		if why, ok := evict(r, free, all, s.Holdings, claimed, &plan); ok {
+		claims := len(claimed)
+		why, evicting := evict(r, free, all, s.Holdings, claimed, &plan)
+		if len(claimed) != claims {
+			checkedAt = -1
+		}
+		if !explainAll {
+			continue
+		}
+		if evicting {
 			plan.Waiting[r.ID] = []Reason{why}
 		} else {
 			plan.Waiting[r.ID] = slices.Clone(explain(r, all, s.Holdings, memo, bestCluster, bestFree))
