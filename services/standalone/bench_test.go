@@ -46,14 +46,21 @@ func setCordon(tb testing.TB, clients map[string]kubernetes.Interface, cordon bo
 	}
 }
 
-// BenchmarkAdmission measures GPR admissions per second through the bus: 1,000
+// BenchmarkAdmission measures GPR admissions per second through the bus: Q
 // GPRs (one per workspace, each one node of 8 GPUs) wait on a simulated
-// cluster of 500 cordoned nodes; the timer runs from the uncordon of every
-// node until 500 GPRs are provisioned, i.e. through the provisioner's
-// informers, the inventory bucket, the scheduler's pass, the ledger, the
-// apply command, the node patches and the provisioned report.
+// cluster of N cordoned nodes; the timer runs from the uncordon of every
+// node until N GPRs are provisioned, i.e. through the provisioner's
+// informers, the inventory bucket, the scheduler's passes, the ledger, the
+// apply commands, the node patches and the provisioned reports.
 func BenchmarkAdmission(b *testing.B) {
-	const nodes, gprs = 500, 1000
+	for _, size := range []struct{ gprs, nodes int }{{1000, 500}, {10000, 2000}} {
+		b.Run(fmt.Sprintf("queued=%d/nodes=%d", size.gprs, size.nodes), func(b *testing.B) {
+			benchAdmission(b, size.gprs, size.nodes)
+		})
+	}
+}
+
+func benchAdmission(b *testing.B, gprs, nodes int) {
 	var total time.Duration
 	for range b.N {
 		b.StopTimer()
@@ -65,22 +72,38 @@ func BenchmarkAdmission(b *testing.B) {
 		launch(b, srv.ClientURL(), "", runWorkspace)
 		launch(b, srv.ClientURL(), "", runScheduler)
 		ctx := context.Background()
+		work := make(chan int, gprs)
 		for i := range gprs {
-			ws := fmt.Sprintf("ws-%04d", i)
-			if _, err := rpc.Call[rpc.Workspace](ctx, nc, events.RPCWorkspaceCreate, rpc.CreateWorkspaceRequest{
-				Name: ws, Clusters: []string{"worker-1", "worker-2"}, Username: "u", Email: "u@example.com"}); err != nil {
-				b.Fatal(err)
-			}
-			if _, err := rpc.Call[rpc.CreateGPRReply](ctx, nc, events.RPCGPRCreate, rpc.CreateGPRRequest{Caller: admin, Spec: rpc.GPRSpec{
-				Name: "g", Workspace: ws, AutoCluster: true, AutoGPU: true, GPUsPerNode: 8, Nodes: 1,
-				ExitDuration: "1h", Priority: 1 + i%300}}); err != nil {
-				b.Fatal(err)
-			}
+			work <- i
+		}
+		close(work)
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				for i := range work {
+					ws := fmt.Sprintf("ws-%05d", i)
+					if _, err := rpc.Call[rpc.Workspace](ctx, nc, events.RPCWorkspaceCreate, rpc.CreateWorkspaceRequest{
+						Name: ws, Clusters: []string{"worker-1", "worker-2"}, Username: "u", Email: "u@example.com"}); err != nil {
+						b.Error(err)
+						return
+					}
+					if _, err := rpc.Call[rpc.CreateGPRReply](ctx, nc, events.RPCGPRCreate, rpc.CreateGPRRequest{Caller: admin, Spec: rpc.GPRSpec{
+						Name: "g", Workspace: ws, AutoCluster: true, AutoGPU: true, GPUsPerNode: 8, Nodes: 1,
+						ExitDuration: "1h", Priority: 1 + i%300}}); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if b.Failed() {
+			b.FailNow()
 		}
 		var provisioned atomic.Int64
 		done := make(chan struct{})
 		sub, err := nc.Subscribe("egs.gpr.v1.*.*."+string(events.GPRProvisioned), func(*nats.Msg) {
-			if provisioned.Add(1) == nodes {
+			if provisioned.Add(1) == int64(nodes) {
 				close(done)
 			}
 		})

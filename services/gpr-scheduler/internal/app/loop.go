@@ -225,7 +225,9 @@ func (s *Scheduler) OnProvision(ctx context.Context, ev bus.Event, msg jetstream
 	if err := s.send(ctx); err != nil {
 		s.log.Warn("publish gpr events; will retry", logkey.GPRID, e.rec.ID, logkey.Err, err)
 	}
-	s.Wake()
+	if kind != events.ProvisionApplied { // nodes came back (or never went): a pass may admit
+		s.Wake()
+	}
 	return nil
 }
 
