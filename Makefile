@@ -23,10 +23,11 @@ vet:
 fmt-check:
 	@out=$$(gofmt -l libs services); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-bench: ## admissions/s through the bus with its pure-scheduler baseline, and one GPR's latency (docs/benchmarks.md)
-	$(GO) test -run '^$$' -bench 'BenchmarkAdmission$$' -benchtime 3x -timeout 20m ./services/standalone/
-	$(GO) test -run '^$$' -bench 'BenchmarkSchedule$$' ./services/gpr-scheduler/internal/queue/
+bench: ## admissions/s through the bus, decision latency, one GPR's latency, telemetry ingest (docs/benchmarks.md)
+	$(GO) test -run '^$$' -bench 'BenchmarkAdmission$$' -benchtime 2x -timeout 30m ./services/standalone/
+	$(GO) test -run '^$$' -bench 'BenchmarkSchedule$$|BenchmarkDecision$$' -benchtime 300x ./services/gpr-scheduler/internal/queue/
 	$(GO) test -run '^$$' -bench 'BenchmarkGPRRoundTrip$$' -benchtime 200x -timeout 20m ./services/standalone/
+	$(GO) test -run '^$$' -bench 'BenchmarkIngest$$' -benchtime 2x -timeout 20m ./services/telemetry/service/
 
 tidy:
 	@for m in libs libs/testkit $(addprefix services/,$(SERVICES) standalone); do (cd $$m && $(GO) mod tidy) || exit 1; done
