@@ -1,7 +1,7 @@
 # The two commands: `make run` starts the whole product; `make test` runs every test.
 GO      ?= go
 BIN     := bin
-SERVICES := api auth workspace gpr-scheduler provisioner
+SERVICES := api auth workspace gpr-scheduler provisioner telemetry nodeagent
 
 .PHONY: run build test vet fmt-check bench tidy clean
 
