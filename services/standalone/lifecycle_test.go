@@ -231,3 +231,61 @@ func TestLostCommandIsSentAgain(t *testing.T) {
 	g := waitProvisioned(t, nc, id)
 	assertNodeHandedOver(t, c, g)
 }
+
+// When nothing else changes, a queued GPR starts exactly when its estimate said.
+func TestWaitTimeEstimateIsExact(t *testing.T) {
+	srv := natstest.RunServer(t)
+	nc, _ := natstest.Connect(t, srv)
+	c := cluster{clients: sim.Clientsets(sim.Default())}
+	clk := &clock{now: time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)}
+	launch(t, srv.ClientURL(), "", runProvisioner(c))
+	launch(t, srv.ClientURL(), "", runWorkspace)
+	launch(t, srv.ClientURL(), "", func(ctx context.Context, nc *nats.Conn, ready func(), _ func(string)) error {
+		cfg := standalone.DefaultServices().Scheduler
+		cfg.RetryInterval = 20 * time.Millisecond
+		return scheduler.Run(ctx, scheduler.Deps{Config: cfg, NATS: nc, Log: quiet(), Ready: ready, Now: clk.Now})
+	})
+	ctx := context.Background()
+	// worker-2 has one node with 80 GB GPUs; "first" holds it for 90 minutes.
+	file := func(ws, exit string) string {
+		t.Helper()
+		if _, err := rpc.Call[rpc.Workspace](ctx, nc, events.RPCWorkspaceCreate, rpc.CreateWorkspaceRequest{
+			Name: ws, Clusters: []string{"worker-2"}, Username: "u", Email: "u@example.com"}); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := rpc.Call[rpc.CreateGPRReply](ctx, nc, events.RPCGPRCreate, rpc.CreateGPRRequest{Caller: admin, Spec: rpc.GPRSpec{
+			Name: ws, Workspace: ws, AutoCluster: true, AutoGPU: true, GPUsPerNode: 8, Nodes: 1, MemoryPerGPU: 80,
+			ExitDuration: exit, Priority: 100}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep.GPRID
+	}
+	first := file("first", "1h30m")
+	held := waitProvisioned(t, nc, first)
+	clk.Add(7 * time.Minute)
+	second := file("second", "1h")
+	g, err := rpc.Call[rpc.GPR](ctx, nc, events.RPCGPRGet, rpc.GPRRef{Caller: admin, GPRID: second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := held.StartedAt.Add(90 * time.Minute)
+	if !g.EstimatedStart.Equal(want) || g.EstimatedWait != 83*time.Minute {
+		t.Fatalf("estimate: start %s wait %s, want %s and 1h23m", g.EstimatedStart, g.EstimatedWait, want)
+	}
+	wt, err := rpc.Call[rpc.WaitTime](ctx, nc, events.RPCGPRWaitTime, rpc.CreateGPRRequest{Caller: admin, Spec: rpc.GPRSpec{
+		Name: "probe", Workspace: "second", AutoCluster: true, AutoGPU: true, GPUsPerNode: 8, Nodes: 1, MemoryPerGPU: 80,
+		ExitDuration: "1h", Priority: 100}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A probe for the same workspace queues behind "second": it starts when second ends.
+	if !wt.EstimatedStart.Equal(want.Add(time.Hour)) {
+		t.Errorf("waittime probe: %s, want %s", wt.EstimatedStart, want.Add(time.Hour))
+	}
+	clk.Add(want.Sub(clk.Now())) // exactly the estimated start: first expires
+	got := waitProvisioned(t, nc, second)
+	if !got.StartedAt.Equal(want) {
+		t.Fatalf("second started at %s, estimated %s", got.StartedAt, want)
+	}
+}
