@@ -53,14 +53,17 @@ func setCordon(tb testing.TB, clients map[string]kubernetes.Interface, cordon bo
 // informers, the inventory bucket, the scheduler's passes, the ledger, the
 // apply commands, the node patches and the provisioned reports.
 func BenchmarkAdmission(b *testing.B) {
-	for _, size := range []struct{ gprs, nodes int }{{1000, 500}, {10000, 2000}} {
+	sizes := []struct{ gprs, nodes, workspaces int }{{1000, 500, 1000}, {10000, 2000, 10000}, {100000, 2000, 2000}}
+	for _, size := range sizes {
 		b.Run(fmt.Sprintf("queued=%d/nodes=%d", size.gprs, size.nodes), func(b *testing.B) {
-			benchAdmission(b, size.gprs, size.nodes)
+			benchAdmission(b, size.gprs, size.nodes, size.workspaces)
 		})
 	}
 }
 
-func benchAdmission(b *testing.B, gprs, nodes int) {
+// benchAdmission files gprs GPRs round-robin over workspaces (a workspace
+// holds one GPR at a time, so at most min(nodes, workspaces) are admitted).
+func benchAdmission(b *testing.B, gprs, nodes, workspaces int) {
 	var total time.Duration
 	for range b.N {
 		b.StopTimer()
@@ -72,38 +75,22 @@ func benchAdmission(b *testing.B, gprs, nodes int) {
 		launch(b, srv.ClientURL(), "", runWorkspace)
 		launch(b, srv.ClientURL(), "", runScheduler)
 		ctx := context.Background()
-		work := make(chan int, gprs)
-		for i := range gprs {
-			work <- i
-		}
-		close(work)
-		var wg sync.WaitGroup
-		for range 8 {
-			wg.Go(func() {
-				for i := range work {
-					ws := fmt.Sprintf("ws-%05d", i)
-					if _, err := rpc.Call[rpc.Workspace](ctx, nc, events.RPCWorkspaceCreate, rpc.CreateWorkspaceRequest{
-						Name: ws, Clusters: []string{"worker-1", "worker-2"}, Username: "u", Email: "u@example.com"}); err != nil {
-						b.Error(err)
-						return
-					}
-					if _, err := rpc.Call[rpc.CreateGPRReply](ctx, nc, events.RPCGPRCreate, rpc.CreateGPRRequest{Caller: admin, Spec: rpc.GPRSpec{
-						Name: "g", Workspace: ws, AutoCluster: true, AutoGPU: true, GPUsPerNode: 8, Nodes: 1,
-						ExitDuration: "1h", Priority: 1 + i%300}}); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
-		if b.Failed() {
-			b.FailNow()
-		}
+		parallel(b, workspaces, func(i int) error {
+			_, err := rpc.Call[rpc.Workspace](ctx, nc, events.RPCWorkspaceCreate, rpc.CreateWorkspaceRequest{
+				Name: fmt.Sprintf("ws-%05d", i), Clusters: []string{"worker-1", "worker-2"}, Username: "u", Email: "u@example.com"})
+			return err
+		})
+		parallel(b, gprs, func(i int) error {
+			_, err := rpc.Call[rpc.CreateGPRReply](ctx, nc, events.RPCGPRCreate, rpc.CreateGPRRequest{Caller: admin, Spec: rpc.GPRSpec{
+				Name: "g", Workspace: fmt.Sprintf("ws-%05d", i%workspaces), AutoCluster: true, AutoGPU: true, GPUsPerNode: 8,
+				Nodes: 1, ExitDuration: "1h", Priority: 1 + i%300}})
+			return err
+		})
+		want := int64(min(nodes, workspaces))
 		var provisioned atomic.Int64
 		done := make(chan struct{})
 		sub, err := nc.Subscribe("egs.gpr.v1.*.*."+string(events.GPRProvisioned), func(*nats.Msg) {
-			if provisioned.Add(1) == int64(nodes) {
+			if provisioned.Add(1) == want {
 				close(done)
 			}
 		})
@@ -119,14 +106,38 @@ func benchAdmission(b *testing.B, gprs, nodes int) {
 		select {
 		case <-done:
 		case <-time.After(5 * time.Minute):
-			b.Fatalf("only %d of %d GPRs provisioned", provisioned.Load(), nodes)
+			b.Fatalf("only %d of %d GPRs provisioned", provisioned.Load(), want)
 		}
 		total += time.Since(t0)
 		b.StopTimer()
 		_ = sub.Unsubscribe()
 	}
-	b.ReportMetric(float64(nodes*b.N)/total.Seconds(), "admissions/s")
+	b.ReportMetric(float64(min(nodes, workspaces)*b.N)/total.Seconds(), "admissions/s")
 	b.ReportMetric(0, "ns/op")
+}
+
+// parallel runs fn(0..n-1) on 8 goroutines and fails b on the first error.
+func parallel(b *testing.B, n int, fn func(int) error) {
+	work := make(chan int, n)
+	for i := range n {
+		work <- i
+	}
+	close(work)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for i := range work {
+				if err := fn(i); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if b.Failed() {
+		b.FailNow()
+	}
 }
 
 // BenchmarkGPRRoundTrip measures one GPR's whole life through the REST API of
