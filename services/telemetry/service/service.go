@@ -54,7 +54,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.RPCTimeout, "rpc.timeout", 10*time.Second, "Deadline of one request/reply call.")
 	fs.StringVar(&c.HTTPAddr, "http.addr", ":9400", "Address of /metrics (dcgm-exporter's port); empty disables.")
 	fs.DurationVar(&c.SampleRetention, "samples.retention", time.Hour, "How long EGS_TELEMETRY keeps raw sample batches (and idle reports and alerts).")
-	fs.IntVar(&c.Fetch, "samples.fetch", 512, "Sample batches fetched (and acknowledged) at once.")
+	fs.IntVar(&c.Fetch, "samples.fetch", 512, "Sample batches requested ahead of the service, and the most applied (and acknowledged) at once.")
 	fs.IntVar(&c.MaxAckPending, "samples.max-ack-pending", 20000, "Unacknowledged sample batches the consumer allows.")
 	fs.Float64Var(&c.TempThresholdC, "threshold.temperature", 87, "GPU temperature (°C) above which an alert is raised.")
 	fs.Float64Var(&c.PowerThresholdW, "threshold.power", 0, "Power draw (W) above which an alert is raised; 0: the GPU's power limit.")

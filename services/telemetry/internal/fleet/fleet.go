@@ -38,7 +38,16 @@ type GPU struct {
 	IdleSince time.Time        `json:"idleSince,omitzero"` // zero while busy
 	Workspace string           `json:"workspace,omitempty"`
 	GPRID     string           `json:"gprId,omitempty"`
+
+	alerts  uint8  // raised alerts: 1<<alertPowerBit, 1<<alertTempBit
+	ecc     uint64 // the last uncorrected ECC count seen
+	eccSeen bool
 }
+
+const (
+	alertPowerBit = iota
+	alertTempBit
+)
 
 // Thresholds are the alert limits of one GPU shape.
 type Thresholds struct {
@@ -59,9 +68,14 @@ type Config struct {
 	Rollup time.Duration
 }
 
+// nodeKey names a node; a struct, not a joined string, so that a lookup
+// allocates nothing.
+type nodeKey struct{ cluster, name string }
+
 type node struct {
 	cluster, name string
 	gpus          []string // UUIDs in the order of the last batch
+	state         []*GPU   // their state, same order: spares a map lookup per sample
 	gpr           string
 	windows       []*window // one per rollup resolution, open
 }
@@ -78,21 +92,19 @@ type Fleet struct {
 	cfg Config
 
 	mu      sync.RWMutex
-	gpus    map[string]*GPU  // by UUID
-	nodes   map[string]*node // by events.NodeKey
-	gprs    map[string]*GPR  // by id
-	alerts  map[string]bool  // uuid/kind raised
-	ecc     map[string]uint64
+	gpus    map[string]*GPU // by UUID
+	nodes   map[nodeKey]*node
+	gprs    map[string]*GPR // by id
 	samples uint64
 }
 
 // New returns an empty fleet.
 func New(cfg Config) *Fleet {
-	return &Fleet{cfg: cfg, gpus: map[string]*GPU{}, nodes: map[string]*node{}, gprs: map[string]*GPR{}, alerts: map[string]bool{}, ecc: map[string]uint64{}}
+	return &Fleet{cfg: cfg, gpus: map[string]*GPU{}, nodes: map[nodeKey]*node{}, gprs: map[string]*GPR{}}
 }
 
 func (f *Fleet) node(cluster, name string) *node {
-	k := events.NodeKey(cluster, name)
+	k := nodeKey{cluster, name}
 	n := f.nodes[k]
 	if n == nil {
 		n = &node{cluster: cluster, name: name}
@@ -134,7 +146,7 @@ func (f *Fleet) Release(id string) {
 
 func (f *Fleet) detach(g *GPR) {
 	for _, name := range g.Nodes {
-		n := f.nodes[events.NodeKey(g.Cluster, name)]
+		n := f.nodes[nodeKey{g.Cluster, name}]
 		if n == nil || n.gpr != g.ID {
 			continue
 		}
@@ -166,12 +178,21 @@ func (f *Fleet) Samples() uint64 {
 	return f.samples
 }
 
-// Ingest applies one batch. Batches of one node must come in order; an
-// older batch than the node's latest updates nothing but the count.
-func (f *Fleet) Ingest(b *events.GPUSampleBatch) Effects {
+// Ingest applies batches in order, under one lock, and returns what they
+// caused together. Batches of one node must come in order; an older batch
+// than the node's latest updates nothing but the count. The fleet keeps
+// copies of the samples (GPUSample values), not the batches.
+func (f *Fleet) Ingest(bs ...*events.GPUSampleBatch) Effects {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var fx Effects
+	for _, b := range bs {
+		f.ingest(b, &fx)
+	}
+	return fx
+}
+
+func (f *Fleet) ingest(b *events.GPUSampleBatch, fx *Effects) {
 	n := f.node(b.Cluster, b.Node)
 	f.samples += uint64(len(b.GPUs))
 	var g *GPR
@@ -182,10 +203,19 @@ func (f *Fleet) Ingest(b *events.GPUSampleBatch) Effects {
 	for i := range b.GPUs {
 		s := &b.GPUs[i]
 		n.gpus = append(n.gpus, s.UUID)
-		cur := f.gpus[s.UUID]
-		if cur == nil {
-			cur = &GPU{Cluster: b.Cluster, Node: b.Node}
-			f.gpus[s.UUID] = cur
+		var cur *GPU
+		if i < len(n.state) && n.state[i].Sample.UUID == s.UUID {
+			cur = n.state[i]
+		} else {
+			if cur = f.gpus[s.UUID]; cur == nil {
+				cur = &GPU{Cluster: b.Cluster, Node: b.Node}
+				f.gpus[s.UUID] = cur
+			}
+			if i < len(n.state) {
+				n.state[i] = cur
+			} else {
+				n.state = append(n.state, cur)
+			}
 		}
 		if b.At.Before(cur.At) {
 			continue
@@ -204,17 +234,17 @@ func (f *Fleet) Ingest(b *events.GPUSampleBatch) Effects {
 		} else {
 			cur.Workspace, cur.GPRID = "", ""
 		}
-		f.thresholds(cur, &fx)
+		f.thresholds(cur, fx)
 	}
+	n.state = n.state[:len(b.GPUs)]
 	if f.cfg.Rollup > 0 {
-		f.roll(n, b, g, &fx)
+		f.roll(n, b, g, fx)
 	}
 	if g != nil {
 		if idle, ok := f.idle(g, b.At); ok {
 			fx.Idle = append(fx.Idle, idle)
 		}
 	}
-	return fx
 }
 
 // idle reports g once per idle period: every GPU of every node idle, and for
@@ -226,7 +256,7 @@ func (f *Fleet) idle(g *GPR, at time.Time) (events.GPRIdle, bool) {
 	since := g.ProvisionedAt
 	var uuids []string
 	for _, name := range g.Nodes {
-		n := f.nodes[events.NodeKey(g.Cluster, name)]
+		n := f.nodes[nodeKey{g.Cluster, name}]
 		if n == nil || len(n.gpus) == 0 {
 			return events.GPRIdle{}, false // a node not heard from yet
 		}
@@ -270,33 +300,31 @@ func (f *Fleet) limits(s *events.GPUSample) Thresholds {
 func (f *Fleet) thresholds(g *GPU, fx *Effects) {
 	s := &g.Sample
 	t := f.limits(s)
-	check := func(kind string, v *uint32, scale, limit float64) {
+	check := func(kind string, bit uint8, v *uint32, scale, limit float64) {
 		if v == nil || limit <= 0 {
 			return
 		}
 		val := float64(*v) / scale
-		key := s.UUID + "/" + kind
+		raised := g.alerts&(1<<bit) != 0
 		switch {
-		case !f.alerts[key] && val > limit:
-			f.alerts[key] = true
+		case !raised && val > limit:
+			g.alerts |= 1 << bit
 			fx.Alerts = append(fx.Alerts, f.alert(g, kind, "raised", val, limit))
-		case f.alerts[key] && val < limit*(1-f.cfg.Hysteresis):
-			delete(f.alerts, key)
+		case raised && val < limit*(1-f.cfg.Hysteresis):
+			g.alerts &^= 1 << bit
 			fx.Alerts = append(fx.Alerts, f.alert(g, kind, "cleared", val, limit))
 		}
 	}
-	check(events.AlertPower, s.PowerMilliW, 1000, t.PowerW)
-	check(events.AlertTemperature, s.TempC, 1, t.TempC)
+	check(events.AlertPower, alertPowerBit, s.PowerMilliW, 1000, t.PowerW)
+	check(events.AlertTemperature, alertTempBit, s.TempC, 1, t.TempC)
 	for _, x := range s.XIDs {
 		fx.Alerts = append(fx.Alerts, f.alert(g, events.AlertXID, "raised", float64(x), 0))
 	}
 	if s.ECCUncorrected != nil {
-		key := s.UUID + "/ecc"
-		prev, seen := f.eccSeen(key)
-		if seen && *s.ECCUncorrected > prev {
+		if g.eccSeen && *s.ECCUncorrected > g.ecc {
 			fx.Alerts = append(fx.Alerts, f.alert(g, events.AlertECC, "raised", float64(*s.ECCUncorrected), 0))
 		}
-		f.eccSet(key, *s.ECCUncorrected)
+		g.ecc, g.eccSeen = *s.ECCUncorrected, true
 	}
 }
 
@@ -375,10 +403,3 @@ func (f *Fleet) Top(q Filter, metric string, n int) []GPU {
 	}
 	return all
 }
-
-func (f *Fleet) eccSeen(key string) (uint64, bool) {
-	v, ok := f.ecc[key]
-	return v, ok
-}
-
-func (f *Fleet) eccSet(key string, v uint64) { f.ecc[key] = v }

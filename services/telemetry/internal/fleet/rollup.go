@@ -59,23 +59,37 @@ type gpuAcc struct {
 
 type window struct {
 	start time.Time
-	gpus  map[string]*gpuAcc
+	gpus  []gpuWindow // in the order the node reports them
 	owner *events.GPUOwnerRef
 }
 
-func (w *window) gpu(uuid string) *gpuAcc {
-	a := w.gpus[uuid]
-	if a == nil {
-		a = &gpuAcc{}
-		w.gpus[uuid] = a
+type gpuWindow struct {
+	uuid string
+	gpuAcc
+}
+
+// gpu returns the accumulator of uuid, the i-th GPU of the node's batch
+// (i < 0: position unknown). A node has a few GPUs (MIG instances: a few
+// dozen), so a search beats a map.
+func (w *window) gpu(i int, uuid string) *gpuAcc {
+	if i >= 0 && i < len(w.gpus) && w.gpus[i].uuid == uuid {
+		return &w.gpus[i].gpuAcc
 	}
-	return a
+	for j := range w.gpus {
+		if w.gpus[j].uuid == uuid {
+			return &w.gpus[j].gpuAcc
+		}
+	}
+	w.gpus = append(w.gpus, gpuWindow{uuid: uuid})
+	return &w.gpus[len(w.gpus)-1].gpuAcc
 }
 
 func (w *window) batch(n *node, res string) events.RollupBatch {
 	out := events.RollupBatch{Cluster: n.cluster, Node: n.name, Res: res, Start: w.start.UTC(), Owner: w.owner}
-	for uuid, a := range w.gpus {
-		out.GPUs = append(out.GPUs, events.GPURollup{UUID: uuid, Samples: a.samples, Util: a.util.stat(),
+	out.GPUs = make([]events.GPURollup, 0, len(w.gpus))
+	for i := range w.gpus {
+		a := &w.gpus[i]
+		out.GPUs = append(out.GPUs, events.GPURollup{UUID: a.uuid, Samples: a.samples, Util: a.util.stat(),
 			MemUsed: a.mem.stat(), PowerW: a.power.stat(), TempC: a.temp.stat()})
 	}
 	sort.Slice(out.GPUs, func(i, j int) bool { return out.GPUs[i].UUID < out.GPUs[j].UUID })
@@ -96,7 +110,7 @@ func (f *Fleet) roll(n *node, b *events.GPUSampleBatch, g *GPR, fx *Effects) {
 	}
 	w := n.windows[0]
 	if w == nil {
-		w = &window{start: start, gpus: map[string]*gpuAcc{}}
+		w = &window{start: start, gpus: make([]gpuWindow, 0, len(b.GPUs))}
 		n.windows[0] = w
 	}
 	if g != nil {
@@ -109,7 +123,7 @@ func (f *Fleet) roll(n *node, b *events.GPUSampleBatch, g *GPR, fx *Effects) {
 		if s.Lost {
 			continue
 		}
-		a := w.gpu(s.UUID)
+		a := w.gpu(i, s.UUID)
 		a.samples++
 		if s.GPUUtil != nil {
 			a.util.add(float64(*s.GPUUtil), 1)
@@ -142,12 +156,13 @@ func (f *Fleet) close(n *node, level int, fx *Effects) {
 	}
 	up := n.windows[level+1]
 	if up == nil {
-		up = &window{start: start, gpus: map[string]*gpuAcc{}}
+		up = &window{start: start}
 		n.windows[level+1] = up
 	}
 	up.owner = w.owner
-	for uuid, a := range w.gpus {
-		u := up.gpu(uuid)
+	for i := range w.gpus {
+		a := &w.gpus[i]
+		u := up.gpu(i, a.uuid)
 		u.samples += a.samples
 		u.util.merge(a.util)
 		u.mem.merge(a.mem)
@@ -198,14 +213,14 @@ func (f *Fleet) Restore(r events.RollupBatch) {
 	start := r.Start.Truncate(Resolutions[level+1].Size)
 	up := n.windows[level+1]
 	if up == nil || start.After(up.start) {
-		up = &window{start: start, gpus: map[string]*gpuAcc{}}
+		up = &window{start: start}
 		n.windows[level+1] = up
 	} else if start.Before(up.start) {
 		return
 	}
 	up.owner = r.Owner
 	for _, g := range r.GPUs {
-		u := up.gpu(g.UUID)
+		u := up.gpu(-1, g.UUID)
 		u.samples += g.Samples
 		n := float64(g.Samples)
 		for _, p := range []struct {

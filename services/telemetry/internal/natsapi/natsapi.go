@@ -21,6 +21,7 @@ import (
 	"github.com/open-egs/egs/libs/rpc"
 	"github.com/open-egs/egs/services/telemetry/internal/fleet"
 	"github.com/open-egs/egs/services/telemetry/internal/metrics"
+	"github.com/open-egs/egs/services/telemetry/internal/samplejson"
 )
 
 // Source is the CloudEvents source of what the service publishes.
@@ -62,59 +63,99 @@ type API struct {
 	GPRTimeout time.Duration
 }
 
-// Ingest fetches sample batches from cons until ctx ends, applies them,
-// publishes their effects and acknowledges each fetch at once (the consumer
-// acks all up to the last message).
+// Ingest consumes sample batches from cons until ctx ends. The client keeps
+// up to fetch batches requested ahead, so the server delivers while the
+// service works; whatever has arrived (at most fetch) is applied as one
+// group: decoded and applied to the fleet under one lock. A second
+// goroutine, owned by Ingest, then encodes and publishes the group's effects
+// and acknowledges the group with one ack (the consumer acks all up to the
+// last message), so the next group is decoded while the server stores the
+// effects. A group is acknowledged only after its effects are stored, and
+// groups are acknowledged in order. Undecodable batches are logged and
+// acknowledged. Before returning, Ingest finishes the groups it applied.
 func (a *API) Ingest(ctx context.Context, cons jetstream.Consumer, fetch int) error {
-	var out []bus.Outgoing
-	for ctx.Err() == nil {
-		batch, err := cons.Fetch(fetch, jetstream.FetchMaxWait(250*time.Millisecond))
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
+	msgs := make(chan jetstream.Msg, fetch)
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		select {
+		case msgs <- m:
+		case <-ctx.Done(): // not acknowledged: redelivered after AckWait
+		}
+	}, jetstream.PullMaxMessages(fetch), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		a.Log.Warn("consume samples", "err", err)
+	}))
+	if err != nil {
+		return fmt.Errorf("consume %s: %w", events.DurableTelemetrySamples, err)
+	}
+	applied := make(chan appliedGroup, 4)
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		var out []bus.Outgoing
+		for g := range applied {
+			out = a.effects(g.fx, out[:0])
+			a.publish(ctx, out)
+			if err := g.last.Ack(); err != nil {
+				a.Log.Warn("ack samples", "err", err)
 			}
-			a.Log.Warn("fetch samples", "err", err)
+		}
+	}()
+	defer func() {
+		cc.Stop()
+		<-cc.Closed()
+		close(applied)
+		<-finished
+	}()
+	g := group{dec: samplejson.NewDecoder()}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case m := <-msgs:
+			g.msgs = append(g.msgs[:0], m)
+		}
+	fill:
+		for len(g.msgs) < fetch {
 			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
+			case m := <-msgs:
+				g.msgs = append(g.msgs, m)
+			default:
+				break fill
 			}
-			continue
 		}
-		var last jetstream.Msg
-		out = out[:0]
-		for m := range batch.Messages() {
-			last = m
-			var fx fleet.Effects
-			if err := a.apply(m.Data(), &fx); err != nil {
-				a.Log.Warn("drop undecodable sample batch", "subject", m.Subject(), "err", err)
-				continue
-			}
-			out = a.effects(fx, out)
-		}
-		if last == nil {
-			continue
-		}
-		a.publish(ctx, out)
-		if err := last.Ack(); err != nil {
-			a.Log.Warn("ack samples", "err", err)
-		}
+		applied <- appliedGroup{fx: a.apply(&g), last: g.msgs[len(g.msgs)-1]}
 	}
-	return nil
 }
 
-// envelope decodes a sample batch event in one pass (the other attributes
-// of the envelope are not needed here).
-type envelope struct {
-	Data events.GPUSampleBatch `json:"data"`
+// group is what Ingest applies at once, with buffers reused from one group
+// to the next (the fleet copies the samples it keeps).
+type group struct {
+	dec     *samplejson.Decoder
+	msgs    []jetstream.Msg
+	batches []events.GPUSampleBatch
+	ptrs    []*events.GPUSampleBatch
 }
 
-func (a *API) apply(data []byte, fx *fleet.Effects) error {
-	var env envelope
-	if err := json.Unmarshal(data, &env); err != nil {
-		return err
+// appliedGroup is a group applied to the fleet, waiting for its effects to
+// be published and for its ack.
+type appliedGroup struct {
+	fx   fleet.Effects
+	last jetstream.Msg
+}
+
+func (a *API) apply(g *group) fleet.Effects {
+	g.ptrs = g.ptrs[:0]
+	for _, m := range g.msgs {
+		n := len(g.ptrs)
+		if n == len(g.batches) {
+			g.batches = append(g.batches, events.GPUSampleBatch{})
+		}
+		if err := g.dec.Decode(m.Data(), &g.batches[n]); err != nil {
+			a.Log.Warn("drop undecodable sample batch", "subject", m.Subject(), "err", err)
+			continue
+		}
+		g.ptrs = append(g.ptrs, &g.batches[n])
 	}
-	*fx = a.Fleet.Ingest(&env.Data)
-	return nil
+	return a.Fleet.Ingest(g.ptrs...)
 }
 
 // effects turns what a batch caused into events.
