@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -304,8 +306,8 @@ func (s *Scheduler) OnWorkspaceDeleted(ctx context.Context, ev bus.Event, _ jets
 	defer s.mu.Unlock()
 	s.deleted[w.Name] = true
 	now := s.now()
-	for _, e := range s.recs {
-		if e.rec.Workspace != w.Name || e.rec.Final() || e.rec.State == gpr.Releasing {
+	for _, e := range slices.Collect(maps.Values(s.live[w.Name])) {
+		if e.rec.Final() || e.rec.State == gpr.Releasing {
 			continue
 		}
 		before := *e.rec

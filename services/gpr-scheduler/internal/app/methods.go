@@ -59,8 +59,8 @@ func (s *Scheduler) Create(ctx context.Context, req rpc.CreateGPRRequest) (rpc.C
 		return rpc.CreateGPRReply{}, err
 	}
 	waiting := 0
-	for _, e := range s.recs {
-		if e.rec.Workspace == ws.Name && (e.rec.State == gpr.Queued || e.rec.State == gpr.PendingApproval) {
+	for _, e := range s.live[ws.Name] {
+		if e.rec.State == gpr.Queued || e.rec.State == gpr.PendingApproval {
 			waiting++
 		}
 	}

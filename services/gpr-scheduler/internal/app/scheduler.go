@@ -84,8 +84,9 @@ type Scheduler struct {
 	touched     map[string]bool // GPRs written since queued was last rebuilt
 	fullRebuild bool
 	active      map[string]*entry
-	unsent      map[string]*entry // GPRs whose events failed to publish
-	analysis    *queue.Plan       // why each queued GPR waits; nil when stale
+	live        map[string]map[string]*entry // workspace → its GPRs that are not over
+	unsent      map[string]*entry            // GPRs whose events failed to publish
+	analysis    *queue.Plan                  // why each queued GPR waits; nil when stale
 }
 
 // Options configure New.
@@ -123,7 +124,7 @@ func New(ctx context.Context, o Options) (*Scheduler, error) {
 	s := &Scheduler{
 		nc: o.NATS, pub: bus.NewPublisher(o.JS), stream: o.GPRStream, gprs: o.GPRs, ledger: o.Ledger, log: o.Log,
 		now: o.Now, crash: o.CrashPoint, fence: o.Fence, resend: o.Resend, deleted: map[string]bool{},
-		touched: map[string]bool{}, fullRebuild: true, active: map[string]*entry{}, unsent: map[string]*entry{}, wake: make(chan struct{}, 1),
+		touched: map[string]bool{}, fullRebuild: true, active: map[string]*entry{}, live: map[string]map[string]*entry{}, unsent: map[string]*entry{}, wake: make(chan struct{}, 1),
 		recs: map[string]*entry{}, allocs: map[string]*ledgerEntry{}, nodes: map[string]queue.Node{},
 		estDirty: true, bootID: strconv.FormatInt(o.Now().UnixNano(), 36),
 	}
@@ -229,6 +230,15 @@ func (s *Scheduler) track(e *entry) {
 		s.active[e.rec.ID] = e
 	} else {
 		delete(s.active, e.rec.ID)
+	}
+	ws := e.rec.Workspace
+	if e.rec.Final() {
+		delete(s.live[ws], e.rec.ID)
+	} else {
+		if s.live[ws] == nil {
+			s.live[ws] = map[string]*entry{}
+		}
+		s.live[ws][e.rec.ID] = e
 	}
 	s.touched[e.rec.ID] = true
 	s.estDirty = true
@@ -431,6 +441,7 @@ func (s *Scheduler) purge(ctx context.Context, e *entry) {
 	}
 	delete(s.recs, e.rec.ID)
 	delete(s.active, e.rec.ID)
+	delete(s.live[e.rec.Workspace], e.rec.ID)
 	s.touched[e.rec.ID] = true
 	s.analysis = nil
 }
