@@ -116,6 +116,9 @@ func (s *Scheduler) pass(ctx context.Context) time.Time {
 	if len(s.nodes) == 0 {
 		return next
 	}
+	if !s.mayAdmit() {
+		return next
+	}
 	plan := queue.Decide(s.snapshot(now))
 	for _, ev := range plan.Evict {
 		if e, ok := s.recs[ev.Victim]; ok && e.rec.State == gpr.Provisioned {
@@ -127,6 +130,23 @@ func (s *Scheduler) pass(ctx context.Context) time.Time {
 		s.admit(ctx, a, now)
 	}
 	return next
+}
+
+// mayAdmit reports whether a pass could admit or evict anything: a free
+// schedulable node, nodes on their way back, or an evictable GPR. With none
+// (a full cluster, however deep the queue) the pass is skipped.
+func (s *Scheduler) mayAdmit() bool {
+	for key, n := range s.nodes {
+		if n.Schedulable && s.allocs[key] == nil {
+			return true
+		}
+	}
+	for _, e := range s.active {
+		if e.rec.State == gpr.Releasing || e.rec.State == gpr.Provisioned && e.rec.Spec.EnableEviction {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Scheduler) release(ctx context.Context, e *entry, reason string, now time.Time) {
