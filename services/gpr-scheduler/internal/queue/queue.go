@@ -204,17 +204,31 @@ func schedule(s Snapshot, explainAll bool) Plan {
 	claimed := map[string]bool{} // holdings already being evicted, or spoken for by an earlier request
 	// cannotChange reports that from request priority p on, no later request
 	// can be admitted or evict anything in this pass.
+	// Its answers are kept per priority until a claim changes them (free
+	// nodes only ever decrease within a pass).
+	ccache := map[int]bool{}
+	claimsSeen := 0
 	cannotChange := func(p int) bool {
 		if freeTotal > 0 {
 			return false
 		}
+		if len(claimed) != claimsSeen {
+			clear(ccache)
+			claimsSeen = len(claimed)
+		}
+		if v, ok := ccache[p]; ok {
+			return v
+		}
+		v := true
 		for i := range s.Holdings {
 			h := &s.Holdings[i]
 			if !claimed[h.GPRID] && (h.Releasing || h.Evictable && h.Priority < p) {
-				return false
+				v = false
+				break
 			}
 		}
-		return true
+		ccache[p] = v
+		return v
 	}
 	q := s.Queue
 	if !s.Sorted && !slices.IsSortedFunc(q, Less) {
@@ -266,10 +280,14 @@ func schedule(s Snapshot, explainAll bool) Plan {
 			continue
 		}
 		waitingAtPrio++
-		claims := len(claimed)
-		why, evicting := evict(r, free, all, s.Holdings, claimed, &plan)
-		if len(claimed) != claims {
-			checkedAt = -1
+		var why Reason
+		evicting := false
+		if !cannotChange(r.Priority) {
+			claims := len(claimed)
+			why, evicting = evict(r, free, all, s.Holdings, claimed, &plan)
+			if len(claimed) != claims {
+				checkedAt = -1
+			}
 		}
 		if !explainAll {
 			continue
