@@ -2,10 +2,14 @@ package service_test
 
 import (
 	"context"
+	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -255,3 +259,14 @@ func TestTelemetryService(t *testing.T) {
 		t.Errorf("top = %+v, %v", top, err)
 	}
 }
+
+func newFlagSet() *flag.FlagSet { return flag.NewFlagSet("test", flag.ContinueOnError) }
+
+func testLog() *slog.Logger {
+	if os.Getenv("TEST_LOG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
