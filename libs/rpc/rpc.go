@@ -123,6 +123,12 @@ func Serve(nc *nats.Conn, name, version string, methods ...Method) (micro.Servic
 			return nil, fmt.Errorf("add endpoint %s: %w", m.Subject, err)
 		}
 	}
+	// The subscriptions are on the server once this returns, so a caller told
+	// "ready" right after never meets "no responders".
+	if err := nc.FlushTimeout(5 * time.Second); err != nil {
+		_ = svc.Stop()
+		return nil, fmt.Errorf("register %s endpoints: %w", name, err)
+	}
 	return svc, nil
 }
 
