@@ -2,20 +2,14 @@ package egs
 
 import (
 	"regexp"
-	"strconv"
 	"time"
+
+	"github.com/open-egs/egs/libs/duration"
 )
 
 // FormatDuration writes d as <h>h<m>m<s>s with unbounded hours (D8), e.g.
-// 0h5m0s or 26h0m0s. Fractions of a second are dropped; a negative duration
-// reads as zero.
-func FormatDuration(d time.Duration) string {
-	if d < 0 {
-		d = 0
-	}
-	s := int64(d / time.Second)
-	return strconv.FormatInt(s/3600, 10) + "h" + strconv.FormatInt(s/60%60, 10) + "m" + strconv.FormatInt(s%60, 10) + "s"
-}
+// 0h5m0s or 26h0m0s; see duration.Format.
+func FormatDuration(d time.Duration) string { return duration.Format(d) }
 
 // FormatTime writes t as RFC 3339 in UTC, whole seconds, or "" when t is zero.
 func FormatTime(t time.Time) string {

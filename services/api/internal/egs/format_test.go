@@ -15,7 +15,7 @@ func TestFormatDuration(t *testing.T) {
 		"one minute":      {time.Minute, "0h1m0s"},
 		"hours unbounded": {26 * time.Hour, "26h0m0s"},
 		"mixed":           {time.Hour + 30*time.Minute + 15*time.Second, "1h30m15s"},
-		"fraction cut":    {2*time.Minute + 40*time.Second + 999*time.Millisecond, "0h2m40s"},
+		"fraction rounds": {2*time.Minute + 40*time.Second + 999*time.Millisecond, "0h2m41s"},
 		"negative":        {-time.Minute, "0h0m0s"},
 		"many days":       {100*24*time.Hour + 59*time.Minute + 59*time.Second, "2400h59m59s"},
 	}

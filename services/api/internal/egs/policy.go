@@ -1,42 +1,15 @@
 package egs
 
 import (
-	"fmt"
-	"regexp"
-	"strconv"
-	"strings"
 	"time"
 
+	"github.com/open-egs/egs/libs/duration"
 	"github.com/open-egs/egs/libs/rpc"
 )
 
-var dhm = regexp.MustCompile(`^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?$`)
-
-// ParseDuration reads a duration in either form of D8: XdYhZm, each part
-// optional but one present ("0d0h5m", "2d"), or Go syntax ("90s", "1h30m").
-// Range checks are the caller's.
-func ParseDuration(s string) (time.Duration, error) {
-	s = strings.TrimSpace(s)
-	if m := dhm.FindStringSubmatch(s); m != nil && (m[1] != "" || m[2] != "" || m[3] != "") {
-		var d time.Duration
-		for i, unit := range []time.Duration{24 * time.Hour, time.Hour, time.Minute} {
-			if m[i+1] == "" {
-				continue
-			}
-			n, err := strconv.ParseInt(m[i+1], 10, 64)
-			if err != nil || n > 1_000_000 {
-				return 0, fmt.Errorf("duration %q is out of range", s)
-			}
-			d += time.Duration(n) * unit
-		}
-		return d, nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, fmt.Errorf("duration %q is neither XdYhZm nor a Go duration", s)
-	}
-	return d, nil
-}
+// ParseDuration reads a duration in either form of D8 (see duration.Parse):
+// positive and at most a year.
+func ParseDuration(s string) (time.Duration, error) { return duration.Parse(s) }
 
 // PolicyBody is the body of PUT /api/v1/workspace-policy, our addition.
 type PolicyBody struct {

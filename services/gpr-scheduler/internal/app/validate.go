@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/open-egs/egs/libs/duration"
 	"github.com/open-egs/egs/libs/rpc"
 
 	"github.com/open-egs/egs/services/gpr-scheduler/internal/gpr"
@@ -21,13 +22,13 @@ func resolveSpec(in rpc.GPRSpec, ws rpc.Workspace, nodes []queue.Node) (gpr.Spec
 	if strings.TrimSpace(in.ExitDuration) == "" {
 		return gpr.Spec{}, rpc.Errorf(rpc.Invalid, `"exitDuration" is not allowed to be empty`)
 	}
-	exit, err := gpr.ParseDuration(in.ExitDuration)
+	exit, err := duration.Parse(in.ExitDuration)
 	if err != nil {
 		bad("exitDuration: %v", err)
 	}
 	var idle time.Duration
 	if in.IdleTimeout != nil && strings.TrimSpace(*in.IdleTimeout) != "" {
-		if idle, err = gpr.ParseDuration(*in.IdleTimeout); err != nil {
+		if idle, err = duration.Parse(*in.IdleTimeout); err != nil {
 			bad("idleTimeOutDuration: %v", err)
 		}
 	} else if in.EnforceIdleTimeout {

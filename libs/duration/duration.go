@@ -1,4 +1,7 @@
-package gpr
+// Package duration reads and writes the durations of the EGS contract
+// (decision D8): exitDuration, idleTimeOutDuration and estimatedWaitTime. Every
+// service that takes or shows one uses it, so all agree on the rules.
+package duration
 
 import (
 	"fmt"
@@ -8,12 +11,15 @@ import (
 	"time"
 )
 
+// Max is the longest duration accepted: a year (366 days).
+const Max = 366 * 24 * time.Hour
+
 var dhm = regexp.MustCompile(`^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?$`)
 
-// ParseDuration accepts the EGS form XdYhZm (each part optional, at least one
+// Parse accepts the EGS form XdYhZm (each part optional, at least one
 // present, e.g. "0d0h5m", "2d", "1h30m") and Go's syntax ("1h30m", "90s").
-// Negative and zero durations are refused.
-func ParseDuration(s string) (time.Duration, error) {
+// The result is positive and at most Max.
+func Parse(s string) (time.Duration, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return 0, fmt.Errorf("duration is empty")
@@ -32,28 +38,25 @@ func ParseDuration(s string) (time.Duration, error) {
 		}
 	} else {
 		var err error
-		d, err = time.ParseDuration(s)
-		if err != nil {
+		if d, err = time.ParseDuration(s); err != nil {
 			return 0, fmt.Errorf("duration %q is neither XdYhZm nor a Go duration", s)
 		}
 	}
 	if d <= 0 {
 		return 0, fmt.Errorf("duration %q must be positive", s)
 	}
-	if d > 366*24*time.Hour {
+	if d > Max {
 		return 0, fmt.Errorf("duration %q is longer than a year", s)
 	}
 	return d, nil
 }
 
-// FormatDuration writes d as EGS echoes it (D8): <h>h<m>m<s>s, hours unbounded.
-func FormatDuration(d time.Duration) string {
+// Format writes d as EGS echoes it: <h>h<m>m<s>s, hours unbounded, rounded to
+// the second (0h5m0s, 26h0m0s); a negative duration reads as zero.
+func Format(d time.Duration) string {
 	if d < 0 {
 		d = 0
 	}
-	d = d.Round(time.Second)
-	h := int64(d / time.Hour)
-	m := int64(d % time.Hour / time.Minute)
-	s := int64(d % time.Minute / time.Second)
-	return fmt.Sprintf("%dh%dm%ds", h, m, s)
+	s := int64(d.Round(time.Second) / time.Second)
+	return strconv.FormatInt(s/3600, 10) + "h" + strconv.FormatInt(s/60%60, 10) + "m" + strconv.FormatInt(s%60, 10) + "s"
 }

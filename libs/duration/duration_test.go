@@ -1,11 +1,11 @@
-package gpr
+package duration
 
 import (
 	"testing"
 	"time"
 )
 
-func TestParseDuration(t *testing.T) {
+func TestParse(t *testing.T) {
 	tests := map[string]struct {
 		in      string
 		want    time.Duration
@@ -28,18 +28,18 @@ func TestParseDuration(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			got, err := ParseDuration(tc.in)
+			got, err := Parse(tc.in)
 			if (err != nil) != tc.wantErr {
-				t.Fatalf("ParseDuration(%q) error = %v, wantErr %v", tc.in, err, tc.wantErr)
+				t.Fatalf("Parse(%q) error = %v, wantErr %v", tc.in, err, tc.wantErr)
 			}
 			if got != tc.want {
-				t.Fatalf("ParseDuration(%q) = %v, want %v", tc.in, got, tc.want)
+				t.Fatalf("Parse(%q) = %v, want %v", tc.in, got, tc.want)
 			}
 		})
 	}
 }
 
-func TestFormatDuration(t *testing.T) {
+func TestFormat(t *testing.T) {
 	tests := map[string]struct {
 		in   time.Duration
 		want string
@@ -52,8 +52,8 @@ func TestFormatDuration(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			if got := FormatDuration(tc.in); got != tc.want {
-				t.Fatalf("FormatDuration(%v) = %q, want %q", tc.in, got, tc.want)
+			if got := Format(tc.in); got != tc.want {
+				t.Fatalf("Format(%v) = %q, want %q", tc.in, got, tc.want)
 			}
 		})
 	}
