@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -147,4 +148,38 @@ func ReadAll(ctx context.Context, kv jetstream.KeyValue, filter string) ([]jetst
 			out = append(out, e)
 		}
 	}
+}
+
+// BucketReader opens another service's bucket on first use. Until the owner
+// has declared it, KV returns nil and no error: the bucket is empty by
+// definition. It is safe for concurrent use.
+type BucketReader struct {
+	js     jetstream.JetStream
+	bucket string
+
+	mu sync.Mutex
+	kv jetstream.KeyValue // nil until the bucket exists
+}
+
+// NewBucketReader returns a reader of bucket on js.
+func NewBucketReader(js jetstream.JetStream, bucket string) *BucketReader {
+	return &BucketReader{js: js, bucket: bucket}
+}
+
+// KV returns the bucket, or nil while it does not exist yet.
+func (r *BucketReader) KV(ctx context.Context) (jetstream.KeyValue, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.kv != nil {
+		return r.kv, nil
+	}
+	kv, err := r.js.KeyValue(ctx, r.bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open kv %s: %w", r.bucket, err)
+	}
+	r.kv = kv
+	return kv, nil
 }

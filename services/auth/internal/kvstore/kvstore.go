@@ -15,7 +15,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -251,31 +250,15 @@ var _ apikey.Workspaces = (*Workspaces)(nil)
 // the workspace service). Until that bucket exists, no workspace does. It is
 // safe for concurrent use.
 type Workspaces struct {
-	js jetstream.JetStream
-
-	mu sync.Mutex
-	kv jetstream.KeyValue // nil until the bucket exists
+	r *bus.BucketReader
 }
 
 // NewWorkspaces returns a workspaces reader on js.
-func NewWorkspaces(js jetstream.JetStream) *Workspaces { return &Workspaces{js: js} }
-
-func (w *Workspaces) bucket(ctx context.Context) (jetstream.KeyValue, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.kv != nil {
-		return w.kv, nil
-	}
-	kv, err := w.js.KeyValue(ctx, events.BucketWorkspaces)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("open kv %s: %w", events.BucketWorkspaces, err)
-	}
-	w.kv = kv
-	return kv, nil
+func NewWorkspaces(js jetstream.JetStream) *Workspaces {
+	return &Workspaces{r: bus.NewBucketReader(js, events.BucketWorkspaces)}
 }
+
+func (w *Workspaces) bucket(ctx context.Context) (jetstream.KeyValue, error) { return w.r.KV(ctx) }
 
 // Exists reports whether the workspace called name exists.
 func (w *Workspaces) Exists(ctx context.Context, name string) (bool, error) {

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -230,31 +229,15 @@ var _ workspace.Clusters = (*Clusters)(nil)
 // provisioner). Until the provisioner has declared the bucket, no cluster is
 // registered. It is safe for concurrent use.
 type Clusters struct {
-	js jetstream.JetStream
-
-	mu sync.Mutex
-	kv jetstream.KeyValue // nil until the bucket exists
+	r *bus.BucketReader
 }
 
 // NewClusters returns a registry reader on js.
-func NewClusters(js jetstream.JetStream) *Clusters { return &Clusters{js: js} }
-
-func (c *Clusters) bucket(ctx context.Context) (jetstream.KeyValue, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.kv != nil {
-		return c.kv, nil
-	}
-	kv, err := c.js.KeyValue(ctx, events.BucketClusters)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("open kv %s: %w", events.BucketClusters, err)
-	}
-	c.kv = kv
-	return kv, nil
+func NewClusters(js jetstream.JetStream) *Clusters {
+	return &Clusters{r: bus.NewBucketReader(js, events.BucketClusters)}
 }
+
+func (c *Clusters) bucket(ctx context.Context) (jetstream.KeyValue, error) { return c.r.KV(ctx) }
 
 // Registered reports whether the cluster called name is registered.
 func (c *Clusters) Registered(ctx context.Context, name string) (bool, error) {
