@@ -203,7 +203,7 @@ func (s *Scheduler) Recover(ctx context.Context) error {
 // save writes e's record (create when new, else compare-and-set on its revision).
 func (s *Scheduler) save(ctx context.Context, e *entry) error {
 	if err := s.fence(); err != nil {
-		return err
+		return notActive(err)
 	}
 	b, err := json.Marshal(e.rec)
 	if err != nil {
@@ -504,7 +504,7 @@ func (s *Scheduler) freeNodesOf(ctx context.Context, r *gpr.Record) error {
 // the entries made so far are undone.
 func (s *Scheduler) reserve(ctx context.Context, r *gpr.Record, cluster string, nodes []string) error {
 	if err := s.fence(); err != nil {
-		return err
+		return notActive(err)
 	}
 	var made []string
 	for _, n := range nodes {
@@ -561,6 +561,12 @@ func (s *Scheduler) sweep(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// notActive tells the caller (503) that this replica may have lost the lease:
+// the request may be retried and will reach the active replica.
+func notActive(err error) error {
+	return fmt.Errorf("%w (%v)", rpc.Errorf(rpc.Unavailable, "the scheduler is changing its active replica; retry"), err)
 }
 
 func newGPRID() string {
