@@ -3,9 +3,9 @@ GO      ?= go
 BIN     := bin
 SERVICES := api auth workspace gpr-scheduler provisioner telemetry nodeagent
 
-.PHONY: run build test vet fmt-check bench tidy clean
+.PHONY: run build test vet fmt-check bench tidy clean deps
 
-run: ## every service in one process, embedded NATS, simulated GPU cluster
+run: deps ## every service in one process, embedded NATS, simulated GPU cluster
 	$(GO) build -o $(BIN)/egs ./services/standalone/cmd/egs
 	./$(BIN)/egs
 
@@ -14,8 +14,11 @@ build: ## one binary per service, plus the standalone
 	@for s in $(SERVICES); do $(GO) build -o $(BIN)/$$s ./services/$$s/cmd/$$s || exit 1; done
 	$(GO) build -o $(BIN)/egs ./services/standalone/cmd/egs
 
-test: fmt-check vet ## all tests of every module, with the race detector
+test: deps fmt-check vet ## all tests of every module, with the race detector
 	$(GO) test -race -count=1 -timeout 20m work
+
+deps: ## programs besides Go that run and test need (redis-server), from Debian's packages when missing
+	@bash scripts/deps.sh
 
 vet:
 	$(GO) vet work

@@ -19,3 +19,7 @@ require (
 	golang.org/x/sys v0.50.0 // indirect
 	golang.org/x/time v0.16.0 // indirect
 )
+
+require github.com/open-egs/egs/libs v0.0.0
+
+replace github.com/open-egs/egs/libs => ../

@@ -1,8 +1,8 @@
 // Package standalone runs the whole product in one process: an embedded NATS
 // server with JetStream (file storage in the data directory), every service on
 // its own in-process connection, a simulated cluster of GPU nodes (or one real
-// cluster from a kubeconfig) and, unless REDIS_URL is set, an in-process
-// Redis-compatible server. Each service is the same code as its own binary;
+// cluster from a kubeconfig) and, unless REDIS_URL is set, a private
+// redis-server child process on a Unix socket (libs/redisproc). Each service is the same code as its own binary;
 // only the wiring is shared.
 package standalone
 
@@ -19,13 +19,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/open-egs/egs/libs/bus"
 	"github.com/open-egs/egs/libs/natsembed"
+	"github.com/open-egs/egs/libs/redisproc"
 
 	api "github.com/open-egs/egs/services/api/service"
 	auth "github.com/open-egs/egs/services/auth/service"
@@ -60,7 +60,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.HTTPPrefix, "http.prefix", "", "Path prefix stripped before routing (e.g. /egs).")
 	fs.StringVar(&c.BootstrapAPIKey, "bootstrap.api-key", "", "Secret of the first Owner API key; generated and printed once when unset.")
 	fs.StringVar(&c.AdminToken, "admin.token", "", "Admin access token accepted on every endpoint (unset: none).")
-	fs.StringVar(&c.RedisURL, "redis.url", "", "Redis URL (env REDIS_URL); unset: an in-process Redis-compatible server.")
+	fs.StringVar(&c.RedisURL, "redis.url", "", "Redis URL (env REDIS_URL); unset: a private redis-server child process.")
 	fs.StringVar(&c.KubeConfig, "kubeconfig", "", "Serve the real cluster of this kubeconfig instead of the simulated ones.")
 	fs.StringVar(&c.ClusterName, "cluster.name", "", "Name of the kubeconfig's cluster (default: its current context).")
 	fs.StringVar(&c.Scenario, "scenario", "", "Simulated clusters file (default: built in, 2 clusters, 6 nodes of 8 GPUs).")
@@ -151,13 +151,14 @@ func Run(ctx context.Context, cfg Config, d Deps) error {
 
 	redisURL := cfg.RedisURL
 	if redisURL == "" {
-		mr := miniredis.NewMiniRedis()
-		if err := mr.StartAddr("127.0.0.1:0"); err != nil {
-			return fmt.Errorf("in-process redis: %w", err)
+		rp, dir, err := startRedis(ctx)
+		if err != nil {
+			return err
 		}
-		defer mr.Close()
-		redisURL = "redis://" + mr.Addr()
-		d.Log.Info("in-process Redis-compatible server (miniredis) for portal sessions; production uses a real Redis: set REDIS_URL", "redis_addr", mr.Addr())
+		defer os.RemoveAll(dir)
+		defer rp.Stop()
+		redisURL = rp.URL()
+		d.Log.Info("private redis-server for portal sessions, OAuth2 state and rate limits; production sets REDIS_URL", "redis_url", redisURL)
 	}
 
 	svc := DefaultServices()
@@ -325,4 +326,19 @@ func simulatedNodes(cfg Config, d Deps) ([]nodeagent.SimNode, error) {
 		}
 	}
 	return out, nil
+}
+
+// startRedis runs a private redis-server (libs/redisproc) on a Unix socket in
+// a new temporary directory, which the caller removes after stopping it.
+func startRedis(ctx context.Context) (*redisproc.Proc, string, error) {
+	dir, err := os.MkdirTemp("", "egs-redis-")
+	if err != nil {
+		return nil, "", fmt.Errorf("redis dir: %w", err)
+	}
+	rp, err := redisproc.Start(ctx, dir)
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, "", fmt.Errorf("no REDIS_URL and no private redis-server: %w", err)
+	}
+	return rp, dir, nil
 }
