@@ -21,6 +21,28 @@ type GPR struct {
 	At                 time.Time `json:"at"`
 }
 
+// QueueStatus is the payload of egs.queue.v1.<ws>.<gprId>: a queued GPR's
+// place in the queue, when it is expected to start and why it waits. It is
+// published when any of these changes, for the head of the queue (see
+// docs/events.md), and once with Position 0 when the GPR leaves the queue.
+type QueueStatus struct {
+	GPRID     string `json:"gprId"`
+	Workspace string `json:"workspace"`
+	Position  int    `json:"queuePosition"` // 1-based; 0: no longer queued
+	Queued    int    `json:"queued"`        // GPRs in the queue
+	// EstimatedStart is when it is expected to start if nothing else
+	// changes; absent when nothing it may use can ever fit it.
+	EstimatedStart *time.Time      `json:"estimatedStartTime,omitempty"`
+	PendingReasons []PendingReason `json:"pendingReasons"`
+	At             time.Time       `json:"at"`
+}
+
+// PendingReason is one machine-readable cause of a wait, with its text.
+type PendingReason struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
 // Workspace is the payload of egs.workspace.v1.<ws>.<created|deleted>.
 type Workspace struct {
 	Name       string    `json:"name"`

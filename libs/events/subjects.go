@@ -10,6 +10,7 @@ import (
 const (
 	StreamWorkspace  = "EGS_WORKSPACE" // owner: workspace
 	StreamGPR        = "EGS_GPR"       // owner: gpr-scheduler
+	StreamQueue      = "EGS_QUEUE"     // owner: gpr-scheduler; the last queue status per GPR
 	StreamInventory  = "EGS_INVENTORY" // owner: provisioner
 	StreamProvision  = "EGS_PROVISION" // owner: provisioner
 	StreamCommands   = "EGS_CMD"       // work queue; declared by every consumer of commands
@@ -21,6 +22,7 @@ const (
 const (
 	SubjectWorkspaceAll  = "egs.workspace.v1.>"
 	SubjectGPRAll        = "egs.gpr.v1.>"
+	SubjectQueueAll      = "egs.queue.v1.>"
 	SubjectInventoryAll  = "egs.inventory.v1.>"
 	SubjectProvisionAll  = "egs.provision.v1.>"
 	SubjectCommandsAll   = "egs.cmd.v1.>"
@@ -60,6 +62,7 @@ const (
 	GPRAdmitted        GPREvent = "admitted"
 	GPRProvisioned     GPREvent = "provisioned"
 	GPRMilestone       GPREvent = "milestone"
+	GPRExpiring        GPREvent = "expiring" // its exit is near (gpr.ExitWarningLead)
 	GPRReleased        GPREvent = "released"
 	GPRCompleted       GPREvent = "completed"
 	GPRFailed          GPREvent = "failed"
@@ -133,6 +136,12 @@ func build(prefix string, toks ...string) (string, error) {
 // GPRSubject is the subject of one event of one GPR: egs.gpr.v1.<ws>.<gprId>.<event>.
 func GPRSubject(workspace, gprID string, ev GPREvent) (string, error) {
 	return build("egs.gpr.v1", workspace, gprID, string(ev))
+}
+
+// QueueStatusSubject is egs.queue.v1.<ws>.<gprId>: where a queued GPR
+// stands (stream EGS_QUEUE keeps the last one per GPR).
+func QueueStatusSubject(workspace, gprID string) (string, error) {
+	return build("egs.queue.v1", workspace, gprID)
 }
 
 // WorkspaceSubject is egs.workspace.v1.<ws>.<event>.

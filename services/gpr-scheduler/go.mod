@@ -3,6 +3,7 @@ module github.com/open-egs/egs/services/gpr-scheduler
 go 1.26.0
 
 require (
+	github.com/google/btree v1.1.3
 	github.com/google/go-cmp v0.7.0
 	github.com/nats-io/nats.go v1.55.0
 	github.com/open-egs/egs/libs v0.0.0

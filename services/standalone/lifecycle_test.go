@@ -71,8 +71,8 @@ func TestExpiryWithMilestones(t *testing.T) {
 	id := setupWorkspaceAndGPR(t, nc) // exitDuration 1h
 	waitProvisioned(t, nc, id)
 
-	for range 4 {
-		clk.Add(16 * time.Minute) // 16, 32, 48, 64 minutes
+	for _, step := range []time.Duration{16, 16, 16, 8, 8} {
+		clk.Add(step * time.Minute) // 16, 32, 48, 56 (5 minutes before exit), 64 minutes
 		time.Sleep(100 * time.Millisecond)
 	}
 	deadline := time.Now().Add(10 * time.Second)
@@ -112,7 +112,7 @@ func TestExpiryWithMilestones(t *testing.T) {
 			t.Errorf("released with reason %q, want expired", p.Reason)
 		}
 	}
-	want := []string{"created", "queued", "admitted", "provisioned", "milestone", "milestone", "milestone", "released", "completed"}
+	want := []string{"created", "queued", "admitted", "provisioned", "milestone", "milestone", "milestone", "expiring", "released", "completed"}
 	if !slices.Equal(names, want) {
 		t.Errorf("events %v, want %v", names, want)
 	}

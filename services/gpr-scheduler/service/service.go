@@ -3,6 +3,7 @@
 // egs.rpc.v1.gpr-scheduler.* methods and runs the scheduling loop.
 //
 // Subjects published: egs.gpr.v1.<ws>.<gprId>.<event> (stream EGS_GPR),
+// egs.queue.v1.<ws>.<gprId> (stream EGS_QUEUE, the last status per GPR),
 // egs.cmd.v1.provisioner.<apply|remove> (stream EGS_CMD). Consumed:
 // egs.provision.v1.> (durable gpr-scheduler-provision) and
 // egs.workspace.v1.*.deleted (durable gpr-scheduler-workspaces: a deleted
@@ -56,6 +57,10 @@ type Config struct {
 	BatchWindow    time.Duration
 	LeaseTTL       time.Duration
 	Resend         time.Duration
+	// QueueStatusInterval is how often queue statuses are pushed (0: never);
+	// QueueStatusHead how many GPRs at the head of the queue are pushed.
+	QueueStatusInterval time.Duration
+	QueueStatusHead     int
 }
 
 // RegisterFlags registers the configuration as flags.
@@ -63,6 +68,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.AckWait, "ack.wait", 30*time.Second, "Redelivery delay of an unacknowledged provision report.")
 	fs.DurationVar(&c.HandlerTimeout, "handler.timeout", 10*time.Second, "Deadline of one RPC or event; keep below ack.wait.")
 	fs.DurationVar(&c.RetryInterval, "retry.interval", 2*time.Second, "How often failed publishes are retried.")
+	fs.DurationVar(&c.QueueStatusInterval, "queue.status.interval", 2*time.Second, "How often changed queue positions, estimates and reasons are pushed on egs.queue.v1 (0: never).")
+	fs.IntVar(&c.QueueStatusHead, "queue.status.head", 1000, "How many GPRs at the head of the queue get queue-status events.")
 	fs.DurationVar(&c.Resend, "command.resend", 30*time.Second, "A GPR waiting this long for the provisioner's report has its command sent again.")
 	fs.DurationVar(&c.LeaseTTL, "lease.ttl", 15*time.Second, "How long a crashed active replica blocks a standby from taking over.")
 	fs.DurationVar(&c.BatchWindow, "batch.window", 0, "Least time between two scheduling passes; changes within it are decided together.")
@@ -119,6 +126,14 @@ func Run(ctx context.Context, d Deps) error {
 		MaxAge: 90 * 24 * time.Hour,
 	}))
 	if err != nil {
+		return err
+	}
+	// The last queue status of each GPR (a late subscriber reads where each
+	// queued GPR stands), kept a day.
+	if _, err := bus.EnsureStream(ctx, js, bus.StreamDefaults(jetstream.StreamConfig{
+		Name: events.StreamQueue, Subjects: []string{events.SubjectQueueAll}, Storage: jetstream.FileStorage,
+		MaxMsgsPerSubject: 1, MaxAge: 24 * time.Hour,
+	})); err != nil {
 		return err
 	}
 	if _, err := bus.EnsureStream(ctx, js, bus.CommandStream()); err != nil {
@@ -253,6 +268,9 @@ func run(ctx context.Context, d Deps, js jetstream.JetStream, gprStream jetstrea
 	g.Go(func() error { return bus.Consume(gctx, js, cons, spec, s.OnProvision, d.Log) })
 	g.Go(func() error { return bus.Consume(gctx, js, wsCons, wsSpec, s.OnWorkspaceDeleted, d.Log) })
 	g.Go(func() error { return consumeIdle(gctx, js, d, s) })
+	if d.Config.QueueStatusInterval > 0 {
+		g.Go(func() error { return s.QueueStatusLoop(gctx, d.Config.QueueStatusInterval, d.Config.QueueStatusHead) })
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		return svc.Stop()

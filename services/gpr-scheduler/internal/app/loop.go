@@ -99,9 +99,14 @@ func (s *Scheduler) pass(ctx context.Context) time.Time {
 			s.release(ctx, e, gpr.ReasonExpired, now)
 			continue
 		}
-		if pct := e.rec.DueMilestone(now); pct > 0 {
+		pct, warn := e.rec.DueMilestone(now), e.rec.DueExitWarning(now)
+		if pct > 0 || warn {
 			before := *e.rec
-			e.rec.Milestone(pct, now)
+			if pct > 0 {
+				e.rec.Milestone(pct, now)
+			} else {
+				e.rec.ExitWarning(now)
+			}
 			if err := s.commit(ctx, e, before); err != nil {
 				s.log.Warn("store milestone", logkey.GPRID, e.rec.ID, logkey.Err, err)
 			} else {
@@ -109,8 +114,8 @@ func (s *Scheduler) pass(ctx context.Context) time.Time {
 			}
 		}
 		soon(e.rec.ExpiresAt)
-		if e.rec.Milestones < 3 {
-			soon(e.rec.MilestoneAt(25 * (e.rec.Milestones + 1)))
+		if at := e.rec.NextMilestoneAt(); !at.IsZero() {
+			soon(at)
 		}
 	}
 	if len(s.nodes) == 0 {
@@ -119,7 +124,7 @@ func (s *Scheduler) pass(ctx context.Context) time.Time {
 	if !s.mayAdmit() {
 		return next
 	}
-	plan := queue.Decide(s.snapshot(now))
+	plan := queue.Decide(s.decideSnapshot(now))
 	for _, ev := range plan.Evict {
 		if e, ok := s.recs[ev.Victim]; ok && e.rec.State == gpr.Provisioned {
 			s.log.Info("evicting", logkey.GPRID, ev.Victim, "by", ev.By)
@@ -136,10 +141,8 @@ func (s *Scheduler) pass(ctx context.Context) time.Time {
 // schedulable node, nodes on their way back, or an evictable GPR. With none
 // (a full cluster, however deep the queue) the pass is skipped.
 func (s *Scheduler) mayAdmit() bool {
-	for key, n := range s.nodes {
-		if n.Schedulable && s.allocs[key] == nil {
-			return true
-		}
+	if len(s.free) > 0 {
+		return true
 	}
 	for _, e := range s.active {
 		if e.rec.State == gpr.Releasing || e.rec.State == gpr.Provisioned && e.rec.Spec.EnableEviction {
@@ -294,7 +297,8 @@ func (s *Scheduler) applyInventory(u jetstream.KeyValueEntry) bool {
 		for k, n := range s.nodes {
 			if events.NodeKey(n.Cluster, n.Name) == u.Key() {
 				delete(s.nodes, k)
-				s.estDirty, s.analysis = true, nil
+				s.nodeChanged(k)
+				s.analysis = nil
 				return true
 			}
 		}
@@ -311,7 +315,8 @@ func (s *Scheduler) applyInventory(u jetstream.KeyValueEntry) bool {
 		return false
 	}
 	s.nodes[q.Key()] = q
-	s.estDirty, s.analysis = true, nil
+	s.nodeChanged(q.Key())
+	s.analysis = nil
 	return true
 }
 

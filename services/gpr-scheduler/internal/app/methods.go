@@ -238,9 +238,10 @@ func (s *Scheduler) WaitTime(ctx context.Context, req rpc.CreateGPRRequest) (rpc
 	}
 	now := s.now()
 	probe := &gpr.Record{ID: "gpr-probe", Workspace: ws.Name, Spec: spec, CreatedAt: now}
-	snap := s.snapshot(now)
-	snap.Queue = append(snap.Queue, request(probe))
-	at, ok := queue.Estimate(snap)[probe.ID]
+	// The probe joins the queue for the estimate only.
+	s.order.Set(request(probe))
+	at, ok := queue.Estimate(s.snapshot(now))[probe.ID]
+	s.order.Remove(probe.ID)
 	if !ok {
 		return rpc.WaitTime{}, rpc.Errorf(rpc.Invalid, "no node of the workspace can ever satisfy this request")
 	}
@@ -357,7 +358,28 @@ func (s *Scheduler) estimate(now time.Time) map[string]time.Time {
 
 // snapshot is the queue's view of the present.
 func (s *Scheduler) snapshot(now time.Time) queue.Snapshot {
-	snap := queue.Snapshot{Now: now, Nodes: s.nodeList(), Queue: s.queueOrder(), Sorted: true}
+	return queue.Snapshot{Now: now, Nodes: s.nodeList(), Order: s.order, Holdings: s.buildHoldings(now)}
+}
+
+// decideSnapshot is the snapshot of a scheduling pass: indexed (the queue's
+// order, the free nodes and the holders as kept by every write) and with the
+// holdings rebuilt only when a write changed them.
+func (s *Scheduler) decideSnapshot(now time.Time) queue.Snapshot {
+	if s.holdDirty {
+		s.holdings, s.holdDirty = s.buildHoldings(now), false
+	}
+	free := make([]queue.Node, 0, len(s.free))
+	for _, n := range s.free {
+		free = append(free, n)
+	}
+	return queue.Snapshot{Now: now, Nodes: s.nodeList(), Order: s.order, Holdings: s.holdings,
+		Indexed: true, Free: free, Holders: s.holders}
+}
+
+// buildHoldings lists what holds nodes: the active GPRs, and ledger entries
+// that no active GPR accounts for (they still block their nodes).
+func (s *Scheduler) buildHoldings(now time.Time) []queue.Holding {
+	out := make([]queue.Holding, 0, len(s.active))
 	covered := map[string]bool{}
 	for _, e := range s.active {
 		r := e.rec
@@ -368,21 +390,20 @@ func (s *Scheduler) snapshot(now time.Time) queue.Snapshot {
 		case gpr.Provisioning:
 			free = now.Add(r.Spec.ExitDuration)
 		}
-		snap.Holdings = append(snap.Holdings, queue.Holding{GPRID: r.ID, Workspace: r.Workspace, Cluster: r.Cluster,
+		out = append(out, queue.Holding{GPRID: r.ID, Workspace: r.Workspace, Cluster: r.Cluster,
 			Nodes: r.Nodes, FreeAt: free, Priority: r.Spec.Priority, StartedAt: r.StartedAt,
 			Evictable: r.State == gpr.Provisioned && r.Spec.EnableEviction, Releasing: r.State == gpr.Releasing})
 		for _, n := range r.Nodes {
 			covered[r.Cluster+"/"+n] = true
 		}
 	}
-	// Ledger entries no active GPR accounts for still block their nodes.
 	for key, le := range s.allocs {
 		if !covered[key] {
-			snap.Holdings = append(snap.Holdings, queue.Holding{GPRID: le.alloc.GPRID, Workspace: "\x00ledger",
+			out = append(out, queue.Holding{GPRID: le.alloc.GPRID, Workspace: "\x00ledger",
 				Cluster: le.alloc.Cluster, Nodes: []string{le.alloc.Node}, FreeAt: now})
 		}
 	}
-	return snap
+	return out
 }
 
 // Approve queues a GPR that awaited approval (Owners and admins).

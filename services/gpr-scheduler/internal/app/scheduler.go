@@ -78,15 +78,27 @@ type Scheduler struct {
 	bootID    string
 	deleted   map[string]bool // workspaces deleted since start: no new GPRs
 
-	// The queue in order and the GPRs holding nodes, kept up to date by
-	// every write (track) so a pass does not walk every GPR ever filed.
-	queued      []queue.Request
-	touched     map[string]bool // GPRs written since queued was last rebuilt
-	fullRebuild bool
-	active      map[string]*entry
-	live        map[string]map[string]*entry // workspace → its GPRs that are not over
-	unsent      map[string]*entry            // GPRs whose events failed to publish
-	analysis    *queue.Plan                  // why each queued GPR waits; nil when stale
+	// The queue in order, the free nodes, the GPRs holding nodes and each
+	// workspace's holder, kept up to date by every write (track, nodeChanged)
+	// so a pass costs what changed, not the length of the queue.
+	order     *queue.Order
+	free      map[string]queue.Node // node key → schedulable node no ledger entry holds
+	holders   map[string]string     // workspace → its active GPR
+	coverBy   map[string]string     // node key → the active GPR whose record names it
+	coverOf   map[string][]string   // active GPR → the node keys it names
+	holdings  []queue.Holding       // of the active GPRs and the ledger; rebuilt when holdDirty
+	holdDirty bool
+	active    map[string]*entry
+
+	live     map[string]map[string]*entry // workspace → its GPRs that are not over
+	unsent   map[string]*entry            // GPRs whose events failed to publish
+	analysis *queue.Plan                  // why each queued GPR waits; nil when stale
+	// Queue statuses pushed (PublishQueueStatus): version counts the
+	// writes that may change them, statusAt is the version last pushed.
+	version    int64
+	statusAt   int64
+	statusSeq  int64
+	lastStatus map[string]pushedStatus
 }
 
 // Options configure New.
@@ -124,7 +136,7 @@ func New(ctx context.Context, o Options) (*Scheduler, error) {
 	s := &Scheduler{
 		nc: o.NATS, pub: bus.NewPublisher(o.JS), stream: o.GPRStream, gprs: o.GPRs, ledger: o.Ledger, log: o.Log,
 		now: o.Now, crash: o.CrashPoint, fence: o.Fence, resend: o.Resend, deleted: map[string]bool{},
-		touched: map[string]bool{}, fullRebuild: true, active: map[string]*entry{}, live: map[string]map[string]*entry{}, unsent: map[string]*entry{}, wake: make(chan struct{}, 1),
+		order: queue.NewOrder(), free: map[string]queue.Node{}, holders: map[string]string{}, coverBy: map[string]string{}, coverOf: map[string][]string{}, holdDirty: true, lastStatus: map[string]pushedStatus{}, statusAt: -1, active: map[string]*entry{}, live: map[string]map[string]*entry{}, unsent: map[string]*entry{}, wake: make(chan struct{}, 1),
 		recs: map[string]*entry{}, allocs: map[string]*ledgerEntry{}, nodes: map[string]queue.Node{},
 		estDirty: true, bootID: strconv.FormatInt(o.Now().UnixNano(), 36),
 	}
@@ -156,7 +168,7 @@ func (s *Scheduler) load(ctx context.Context) error {
 		if err := json.Unmarshal(e.Value(), &a); err != nil {
 			return fmt.Errorf("decode ledger %s: %w", e.Key(), err)
 		}
-		s.allocs[a.Cluster+"/"+a.Node] = &ledgerEntry{alloc: a, rev: e.Revision()}
+		s.setAlloc(a.Cluster+"/"+a.Node, &ledgerEntry{alloc: a, rev: e.Revision()})
 	}
 	return nil
 }
@@ -226,55 +238,107 @@ func (s *Scheduler) save(ctx context.Context, e *entry) error {
 
 // track notes a GPR's new state for the queue order and the holdings.
 func (s *Scheduler) track(e *entry) {
+	id, ws := e.rec.ID, e.rec.Workspace
 	if e.rec.Active() {
-		s.active[e.rec.ID] = e
+		s.active[id] = e
+		s.holders[ws] = id
+		s.cover(id, e.rec)
 	} else {
-		delete(s.active, e.rec.ID)
+		delete(s.active, id)
+		if s.holders[ws] == id {
+			delete(s.holders, ws)
+		}
+		s.uncover(id)
 	}
-	ws := e.rec.Workspace
 	if e.rec.Final() {
-		delete(s.live[ws], e.rec.ID)
+		delete(s.live[ws], id)
 	} else {
 		if s.live[ws] == nil {
 			s.live[ws] = map[string]*entry{}
 		}
-		s.live[ws][e.rec.ID] = e
+		s.live[ws][id] = e
 	}
-	s.touched[e.rec.ID] = true
+	if e.rec.State == gpr.Queued {
+		s.order.Set(request(e.rec))
+	} else {
+		s.order.Remove(id)
+	}
+	s.holdDirty = true
 	s.estDirty = true
 	s.analysis = nil
+	s.version++
 }
 
-// queueOrder returns the queued GPRs in queue order, rebuilt from the last
-// order and the GPRs written since (nearly sorted input: the sort is cheap).
-func (s *Scheduler) queueOrder() []queue.Request {
-	if !s.fullRebuild && len(s.touched) == 0 {
-		return s.queued
+// untrack forgets a purged GPR.
+func (s *Scheduler) untrack(e *entry) {
+	id, ws := e.rec.ID, e.rec.Workspace
+	delete(s.recs, id)
+	delete(s.active, id)
+	delete(s.live[ws], id)
+	if s.holders[ws] == id {
+		delete(s.holders, ws)
 	}
-	var out []queue.Request
-	if s.fullRebuild {
-		for _, e := range s.recs {
-			if e.rec.State == gpr.Queued {
-				out = append(out, request(e.rec))
-			}
+	s.uncover(id)
+	s.order.Remove(id)
+	s.holdDirty = true
+	s.analysis = nil
+	s.version++
+}
+
+// cover records that the active GPR id names its nodes: they are not free,
+// whatever the ledger says (as in the plain snapshot, where every holding
+// covers its nodes).
+func (s *Scheduler) cover(id string, r *gpr.Record) {
+	keys := make([]string, len(r.Nodes))
+	for i, n := range r.Nodes {
+		keys[i] = r.Cluster + "/" + n
+	}
+	if slices.Equal(keys, s.coverOf[id]) {
+		return
+	}
+	s.uncover(id)
+	s.coverOf[id] = keys
+	for _, k := range keys {
+		s.coverBy[k] = id
+		s.nodeChanged(k)
+	}
+}
+
+func (s *Scheduler) uncover(id string) {
+	keys, ok := s.coverOf[id]
+	if !ok {
+		return
+	}
+	delete(s.coverOf, id)
+	for _, k := range keys {
+		if s.coverBy[k] == id {
+			delete(s.coverBy, k)
 		}
+		s.nodeChanged(k)
+	}
+}
+
+// setAlloc and dropAlloc change the ledger mirror; nodeChanged keeps the
+// free set in step with it and with the inventory.
+func (s *Scheduler) setAlloc(key string, le *ledgerEntry) {
+	s.allocs[key] = le
+	s.nodeChanged(key)
+}
+
+func (s *Scheduler) dropAlloc(key string) {
+	delete(s.allocs, key)
+	s.nodeChanged(key)
+}
+
+func (s *Scheduler) nodeChanged(key string) {
+	if n, ok := s.nodes[key]; ok && n.Schedulable && s.allocs[key] == nil && s.coverBy[key] == "" {
+		s.free[key] = n
 	} else {
-		out = make([]queue.Request, 0, len(s.queued)+len(s.touched))
-		for _, r := range s.queued {
-			if !s.touched[r.ID] {
-				out = append(out, r)
-			}
-		}
-		for id := range s.touched {
-			if e, ok := s.recs[id]; ok && e.rec.State == gpr.Queued {
-				out = append(out, request(e.rec))
-			}
-		}
+		delete(s.free, key)
 	}
-	slices.SortFunc(out, queue.Less)
-	s.queued, s.fullRebuild = out, false
-	clear(s.touched)
-	return out
+	s.holdDirty = true
+	s.estDirty = true
+	s.version++
 }
 
 // commit stores e after a transition from before. When the write fails, the
@@ -439,11 +503,7 @@ func (s *Scheduler) purge(ctx context.Context, e *entry) {
 		s.log.Warn("delete cancelled gpr; will retry", logkey.GPRID, e.rec.ID, logkey.Err, err)
 		return
 	}
-	delete(s.recs, e.rec.ID)
-	delete(s.active, e.rec.ID)
-	delete(s.live[e.rec.Workspace], e.rec.ID)
-	s.touched[e.rec.ID] = true
-	s.analysis = nil
+	s.untrack(e)
 }
 
 // tidy persists trimmed outboxes and purges leftover cancelled GPRs, a few at
@@ -483,8 +543,7 @@ func (s *Scheduler) freeNode(ctx context.Context, key string) error {
 	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("free %s: %w", key, err)
 	}
-	delete(s.allocs, key)
-	s.estDirty = true
+	s.dropAlloc(key)
 	return nil
 }
 
@@ -527,7 +586,7 @@ func (s *Scheduler) reserve(ctx context.Context, r *gpr.Record, cluster string, 
 			return fmt.Errorf("reserve %s/%s for %s: %w", cluster, n, r.ID, err)
 		}
 		key := cluster + "/" + n
-		s.allocs[key] = &ledgerEntry{alloc: a, rev: rev}
+		s.setAlloc(key, &ledgerEntry{alloc: a, rev: rev})
 		made = append(made, key)
 	}
 	return nil
@@ -543,8 +602,7 @@ func (s *Scheduler) adopt(ctx context.Context, cluster, node string) {
 	}
 	var a rpc.Allocation
 	if json.Unmarshal(got.Value(), &a) == nil {
-		s.allocs[a.Cluster+"/"+a.Node] = &ledgerEntry{alloc: a, rev: got.Revision()}
-		s.estDirty = true
+		s.setAlloc(a.Cluster+"/"+a.Node, &ledgerEntry{alloc: a, rev: got.Revision()})
 	}
 }
 

@@ -95,7 +95,7 @@ type Record struct {
 	StartedAt     time.Time    `json:"startedAt"`
 	ExpiresAt     time.Time    `json:"expiresAt"`
 	CompletedAt   time.Time    `json:"completedAt"`
-	Milestones    int          `json:"milestones"` // milestones emitted: 0..3 (25, 50, 75 %)
+	Milestones    int          `json:"milestones"` // milestones emitted: 0..3 (25, 50, 75 %), 4 once the exit warning is out
 	RetryCount    int          `json:"retryCount"`
 	EvictedBy     string       `json:"evictedBy,omitempty"`
 	OverPolicy    []string     `json:"overPolicy,omitempty"` // why it awaits approval
@@ -304,6 +304,40 @@ func (r *Record) MilestoneAt(pct int) time.Time {
 func (r *Record) Milestone(pct int, now time.Time) {
 	r.Milestones = pct / 25
 	r.emitPct(events.GPRMilestone, fmt.Sprintf("%d%% of the reservation elapsed", pct), pct, now)
+}
+
+// ExitWarningLead is how long before its exit a provisioned GPR announces
+// it (the "expiring" event), unless a tenth of its exitDuration is shorter:
+// enough to save work, never before the 75 % milestone.
+const ExitWarningLead = 5 * time.Minute
+
+// ExitWarningAt is when the expiring event is due.
+func (r *Record) ExitWarningAt() time.Time {
+	return r.ExpiresAt.Add(-min(ExitWarningLead, r.Spec.ExitDuration/10))
+}
+
+// DueExitWarning reports whether the expiring event is due at now: the three
+// milestones are out, the warning is not, and its time has come.
+func (r *Record) DueExitWarning(now time.Time) bool {
+	return r.State == Provisioned && r.Milestones == 3 && !now.Before(r.ExitWarningAt())
+}
+
+// ExitWarning emits the expiring event.
+func (r *Record) ExitWarning(now time.Time) {
+	r.Milestones = 4
+	r.emit(events.GPRExpiring, "nodes are taken back at "+r.ExpiresAt.UTC().Format(time.RFC3339), now)
+}
+
+// NextMilestoneAt is when the next milestone or the exit warning is due;
+// zero when both are out.
+func (r *Record) NextMilestoneAt() time.Time {
+	switch {
+	case r.Milestones < 3:
+		return r.MilestoneAt(25 * (r.Milestones + 1))
+	case r.Milestones == 3:
+		return r.ExitWarningAt()
+	}
+	return time.Time{}
 }
 
 // ProvisioningStatus is the EGS wire status (decision D14).

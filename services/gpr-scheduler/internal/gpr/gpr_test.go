@@ -175,6 +175,30 @@ func TestMilestones(t *testing.T) {
 	if last.Event != events.GPRMilestone || last.Percent != 25 {
 		t.Fatalf("milestone event %+v", last)
 	}
+	r.Milestone(50, t0.Add(50*time.Minute))
+	r.Milestone(75, t0.Add(50*time.Minute))
+	// A 1h reservation: the exit warning is due 5 minutes before its end.
+	if got, want := r.NextMilestoneAt(), t0.Add(55*time.Minute); !got.Equal(want) {
+		t.Fatalf("next milestone at %v, want %v", got, want)
+	}
+	if r.DueExitWarning(t0.Add(54*time.Minute)) || !r.DueExitWarning(t0.Add(55*time.Minute)) {
+		t.Fatal("exit warning not due exactly 5 minutes before exit")
+	}
+	r.ExitWarning(t0.Add(55 * time.Minute))
+	if last := r.Outbox[len(r.Outbox)-1]; last.Event != events.GPRExpiring {
+		t.Fatalf("exit warning event %+v", last)
+	}
+	if r.DueExitWarning(t0.Add(56*time.Minute)) || !r.NextMilestoneAt().IsZero() {
+		t.Fatal("exit warning due twice")
+	}
+	// A 10-minute reservation is warned a tenth of it (1 minute) before its end.
+	short := newRec()
+	short.Spec.ExitDuration = 10 * time.Minute
+	_ = short.Admit("c1", []string{"n1"}, Shape{}, t0)
+	short.Provisioned(t0)
+	if got, want := short.ExitWarningAt(), t0.Add(9*time.Minute); !got.Equal(want) {
+		t.Fatalf("short exit warning at %v, want %v", got, want)
+	}
 }
 
 func TestEvictedRequeueOrEnd(t *testing.T) {

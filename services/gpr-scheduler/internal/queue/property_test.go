@@ -41,7 +41,11 @@ func randomSnapshot(rng *rand.Rand) Snapshot {
 			continue
 		}
 		id := fmt.Sprintf("h%d", len(s.Holdings))
-		s.Holdings = append(s.Holdings, Holding{GPRID: id, Workspace: "hw" + id, Cluster: cluster, Nodes: nodes,
+		ws := "hw" + id
+		if rng.IntN(4) == 0 { // a workspace that also queues GPRs
+			ws = fmt.Sprintf("w%d", rng.IntN(8))
+		}
+		s.Holdings = append(s.Holdings, Holding{GPRID: id, Workspace: ws, Cluster: cluster, Nodes: nodes,
 			Priority: 1 + rng.IntN(300), StartedAt: t0.Add(-time.Duration(rng.IntN(100)) * time.Minute),
 			Evictable: rng.IntN(2) == 0, Releasing: rng.IntN(6) == 0, FreeAt: t0.Add(time.Hour)})
 	}
@@ -168,6 +172,51 @@ func TestScheduleProperties(t *testing.T) {
 	}
 }
 
+// indexed returns s as the scheduler passes it: the queue in an Order, the
+// free nodes and the workspaces' holders precomputed.
+func indexed(s Snapshot) Snapshot {
+	covered := map[string]bool{}
+	s.Holders = map[string]string{}
+	for _, h := range s.Holdings {
+		for _, n := range h.Nodes {
+			covered[h.Cluster+"/"+n] = true
+		}
+		s.Holders[h.Workspace] = h.GPRID
+	}
+	s.Free = []Node{}
+	for _, n := range s.Nodes {
+		if n.Schedulable && !covered[n.Key()] {
+			s.Free = append(s.Free, n)
+		}
+	}
+	s.Order = NewOrder()
+	for _, r := range s.Queue {
+		s.Order.Set(r)
+	}
+	s.Queue, s.Indexed = nil, true
+	return s
+}
+
+func TestIndexedSnapshotDecidesAlike(t *testing.T) {
+	for seed := range uint64(1500) {
+		rng := rand.New(rand.NewPCG(seed, seed*7919))
+		s := randomSnapshot(rng)
+		x := indexed(s)
+		for _, run := range []struct {
+			name string
+			f    func(Snapshot) Plan
+		}{{"Schedule", Schedule}, {"Decide", Decide}} {
+			plain, idx := run.f(s), run.f(x)
+			if diff := cmp.Diff(plain, idx); diff != "" {
+				t.Fatalf("seed %d: %s of the indexed snapshot differs (-plain +indexed):\n%s", seed, run.name, diff)
+			}
+		}
+		if diff := cmp.Diff(Estimate(s), Estimate(x)); diff != "" {
+			t.Fatalf("seed %d: Estimate of the indexed snapshot differs:\n%s", seed, diff)
+		}
+	}
+}
+
 func FuzzSchedule(f *testing.F) {
 	for _, seed := range []uint64{1, 42, 4711} {
 		f.Add(seed, seed+1)
@@ -182,4 +231,40 @@ func FuzzSchedule(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestHeadIsExact checks that explaining or estimating only the head of the
+// queue gives the head exactly what the whole pass gives it.
+func TestHeadIsExact(t *testing.T) {
+	for seed := range uint64(800) {
+		rng := rand.New(rand.NewPCG(seed, seed*31))
+		s := randomSnapshot(rng)
+		full, est := Schedule(s), Estimate(s)
+		n := rng.IntN(len(s.Queue) + 1)
+		head, headEst := ScheduleHead(s, n), EstimateHead(s, n)
+		q := slices.Clone(s.Queue)
+		slices.SortFunc(q, Less)
+		if n == 0 {
+			n = len(q) // 0 means all
+		}
+		if len(head.Position) != n {
+			t.Fatalf("seed %d: head of %d explains %d", seed, n, len(head.Position))
+		}
+		for _, r := range q[:n] {
+			if head.Position[r.ID] != full.Position[r.ID] {
+				t.Fatalf("seed %d: %s position %d, full pass %d", seed, r.ID, head.Position[r.ID], full.Position[r.ID])
+			}
+			if diff := cmp.Diff(full.Waiting[r.ID], head.Waiting[r.ID]); diff != "" {
+				t.Fatalf("seed %d: %s reasons differ (-full +head):\n%s", seed, r.ID, diff)
+			}
+			if !est[r.ID].Equal(headEst[r.ID]) {
+				t.Fatalf("seed %d: %s estimate %v, full %v", seed, r.ID, headEst[r.ID], est[r.ID])
+			}
+		}
+		for _, r := range q[n:] {
+			if _, ok := headEst[r.ID]; ok {
+				t.Fatalf("seed %d: %s behind the head got an estimate", seed, r.ID)
+			}
+		}
+	}
 }

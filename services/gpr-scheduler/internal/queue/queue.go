@@ -9,6 +9,7 @@ package queue
 import (
 	"cmp"
 	"fmt"
+	"iter"
 	"slices"
 	"strings"
 	"time"
@@ -65,6 +66,33 @@ type Snapshot struct {
 	Nodes    []Node
 	Holdings []Holding
 	Sorted   bool // Queue is already in Less order (the caller keeps it so)
+
+	// A caller that keeps its state indexed (the scheduler does) passes it
+	// too, so that a pass costs what changed rather than the size of the
+	// queue or the inventory:
+	//   - Order, when set, is the queue (Queue is then ignored);
+	//   - with Indexed, Free lists every schedulable node that no holding
+	//     covers and Holders maps each workspace that holds nodes to the GPR
+	//     holding them; Nodes is then read only to explain or to evict.
+	// Both must agree with Nodes and Holdings; the property test checks that
+	// the indexed and the plain snapshot decide alike.
+	Order   *Order
+	Indexed bool
+	Free    []Node
+	Holders map[string]string
+}
+
+// ordered yields the queue in Less order.
+func (s Snapshot) ordered() iter.Seq[Request] {
+	if s.Order != nil {
+		return s.Order.All()
+	}
+	q := s.Queue
+	if !s.Sorted && !slices.IsSortedFunc(q, Less) {
+		q = slices.Clone(q)
+		slices.SortFunc(q, Less)
+	}
+	return slices.Values(q)
 }
 
 // Admission gives nodes of one cluster to one GPR.
@@ -159,41 +187,86 @@ func ShapeMatches(n Node, r Request) bool {
 // allow eviction: lowest priority first, then the most recently started, on
 // the cluster where the fewest victims make it fit. Nodes already on their
 // way back count as free for this, so one shortage never evicts twice.
-func Schedule(s Snapshot) Plan { return schedule(s, true) }
+func Schedule(s Snapshot) Plan { return schedule(s, true, 0) }
 
 // Decide is Schedule without the explanations: the same admissions and
 // evictions, but it stops at the first GPR from which on nothing can change
 // (no free node, none on its way back, none evictable by a lower priority),
 // so a deep queue costs what its head costs. The scheduling loop runs it on
 // every change; Schedule runs when someone asks why a GPR waits.
-func Decide(s Snapshot) Plan { return schedule(s, false) }
+func Decide(s Snapshot) Plan { return schedule(s, false, 0) }
 
-func schedule(s Snapshot, explainAll bool) Plan {
+// ScheduleHead is Schedule for the first n GPRs of the queue only: their
+// reasons and positions are exactly Schedule's (nothing behind a GPR changes
+// why it waits), at the cost of n rather than of the whole queue. Its
+// admissions and evictions are those the head would get; the scheduling loop
+// does not apply them.
+func ScheduleHead(s Snapshot, n int) Plan { return schedule(s, true, n) }
+
+func schedule(s Snapshot, explainAll bool, limit int) Plan {
 	var plan Plan
 	if explainAll {
-		plan.Waiting, plan.Position = make(map[string][]Reason, len(s.Queue)), make(map[string]int, len(s.Queue))
-	}
-	type ref struct{ cluster, name string }
-	holder := make(map[ref]*Holding, len(s.Nodes))
-	busy := make(map[string]string, len(s.Holdings)+8) // workspace → the GPR that holds or heads it
-	held := make(map[string]bool, len(s.Holdings)+8)   // workspaces that hold a GPR (not just a waiting head)
-	for i := range s.Holdings {
-		h := &s.Holdings[i]
-		for _, n := range h.Nodes {
-			holder[ref{h.Cluster, n}] = h
+		n := len(s.Queue)
+		if s.Order != nil {
+			n = s.Order.Len()
 		}
-		busy[h.Workspace] = h.GPRID
-		held[h.Workspace] = true
+		if limit > 0 {
+			n = min(n, limit)
+		}
+		plan.Waiting, plan.Position = make(map[string][]Reason, n), make(map[string]int, n)
+	}
+	// busy: workspace → the GPR that holds or heads it; held: workspaces
+	// that hold a GPR (not just a waiting head). With an indexed snapshot
+	// both start from the caller's Holders and record only this pass's own
+	// additions.
+	busy, held := map[string]string{}, map[string]bool{}
+	holderOf := func(ws string) (string, bool) {
+		if id, ok := busy[ws]; ok {
+			return id, true
+		}
+		id, ok := s.Holders[ws]
+		return id, ok
+	}
+	isHeld := func(ws string) bool {
+		if held[ws] {
+			return true
+		}
+		_, ok := s.Holders[ws]
+		return ok
 	}
 	// Only free nodes are scanned for placement; all nodes only to explain
-	// a request that nothing matches (memoised per shape).
+	// or to evict (grouped per cluster on first use).
 	free := map[string][]Node{}
-	all := map[string][]Node{}
-	for _, n := range s.Nodes {
-		all[n.Cluster] = append(all[n.Cluster], n)
-		if n.Schedulable && holder[ref{n.Cluster, n.Name}] == nil {
+	if s.Indexed {
+		for _, n := range s.Free {
 			free[n.Cluster] = append(free[n.Cluster], n)
 		}
+	} else {
+		type ref struct{ cluster, name string }
+		covered := make(map[ref]bool, len(s.Nodes))
+		for i := range s.Holdings {
+			h := &s.Holdings[i]
+			for _, n := range h.Nodes {
+				covered[ref{h.Cluster, n}] = true
+			}
+			busy[h.Workspace] = h.GPRID
+			held[h.Workspace] = true
+		}
+		for _, n := range s.Nodes {
+			if n.Schedulable && !covered[ref{n.Cluster, n.Name}] {
+				free[n.Cluster] = append(free[n.Cluster], n)
+			}
+		}
+	}
+	var allByCluster map[string][]Node
+	all := func() map[string][]Node {
+		if allByCluster == nil {
+			allByCluster = map[string][]Node{}
+			for _, n := range s.Nodes {
+				allByCluster[n.Cluster] = append(allByCluster[n.Cluster], n)
+			}
+		}
+		return allByCluster
 	}
 	freeTotal := 0
 	for c := range free {
@@ -203,42 +276,42 @@ func schedule(s Snapshot, explainAll bool) Plan {
 	memo := map[shapeKey][]Reason{}
 	claimed := map[string]bool{} // holdings already being evicted, or spoken for by an earlier request
 	// cannotChange reports that from request priority p on, no later request
-	// can be admitted or evict anything in this pass.
-	// Its answers are kept per priority until a claim changes them (free
-	// nodes only ever decrease within a pass).
-	ccache := map[int]bool{}
-	claimsSeen := 0
+	// can be admitted or evict anything in this pass: no node is free, none
+	// is on its way back and no holding of lower priority is evictable. The
+	// holdings are scanned once per change of the claims, not per request.
+	claimsSeen := -1
+	releasing, minEvictable := false, 0
 	cannotChange := func(p int) bool {
 		if freeTotal > 0 {
 			return false
 		}
 		if len(claimed) != claimsSeen {
-			clear(ccache)
 			claimsSeen = len(claimed)
-		}
-		if v, ok := ccache[p]; ok {
-			return v
-		}
-		v := true
-		for i := range s.Holdings {
-			h := &s.Holdings[i]
-			if !claimed[h.GPRID] && (h.Releasing || h.Evictable && h.Priority < p) {
-				v = false
-				break
+			releasing, minEvictable = false, int(^uint(0)>>1)
+			for i := range s.Holdings {
+				h := &s.Holdings[i]
+				if len(claimed) > 0 && claimed[h.GPRID] {
+					continue
+				}
+				if h.Releasing {
+					releasing = true
+				}
+				if h.Evictable && h.Priority < minEvictable {
+					minEvictable = h.Priority
+				}
 			}
 		}
-		ccache[p] = v
-		return v
-	}
-	q := s.Queue
-	if !s.Sorted && !slices.IsSortedFunc(q, Less) {
-		q = slices.Clone(q)
-		slices.SortFunc(q, Less)
+		return !releasing && minEvictable >= p
 	}
 	higherWaiting := 0
 	lastPrio, waitingAtPrio := -1, 0
 	checkedAt := -1 // the priority cannotChange last answered false for, with no claims since
-	for i, r := range q {
+	i := -1
+	for r := range s.ordered() {
+		i++
+		if limit > 0 && i >= limit {
+			break
+		}
 		plan.Examined = i + 1
 		if !explainAll && r.Priority != checkedAt {
 			if cannotChange(r.Priority) {
@@ -254,10 +327,10 @@ func schedule(s Snapshot, explainAll bool) Plan {
 			higherWaiting += waitingAtPrio
 			lastPrio, waitingAtPrio = r.Priority, 0
 		}
-		if other, ok := busy[r.Workspace]; ok {
+		if other, ok := holderOf(r.Workspace); ok {
 			switch {
 			case !explainAll:
-			case held[r.Workspace]:
+			case isHeld(r.Workspace):
 				plan.Waiting[r.ID] = []Reason{{WorkspaceHoldsGPR, "workspace " + r.Workspace + " already holds " + other + " (one provisioned GPR per workspace)"}}
 			default:
 				plan.Waiting[r.ID] = []Reason{{BehindWorkspaceGPR, "waiting behind " + other + " of the same workspace"}}
@@ -284,7 +357,7 @@ func schedule(s Snapshot, explainAll bool) Plan {
 		evicting := false
 		if !cannotChange(r.Priority) {
 			claims := len(claimed)
-			why, evicting = evict(r, free, all, s.Holdings, claimed, &plan)
+			why, evicting = evict(r, free, all(), s.Holdings, claimed, &plan)
 			if len(claimed) != claims {
 				checkedAt = -1
 			}
@@ -295,7 +368,7 @@ func schedule(s Snapshot, explainAll bool) Plan {
 		if evicting {
 			plan.Waiting[r.ID] = []Reason{why}
 		} else {
-			plan.Waiting[r.ID] = slices.Clone(explain(r, all, s.Holdings, memo, bestCluster, bestFree))
+			plan.Waiting[r.ID] = slices.Clone(explain(r, all(), s.Holdings, memo, bestCluster, bestFree))
 		}
 		if higherWaiting > 0 {
 			plan.Waiting[r.ID] = append(plan.Waiting[r.ID], Reason{HigherPriorityAhead,
@@ -519,7 +592,11 @@ func describe(r Request) string {
 // Estimate predicts when each queued GPR starts, by playing the queue forward:
 // every GPR (in queue order) takes the earliest nodes that fit, which then stay
 // busy for its exitDuration. A GPR that can never fit gets no entry.
-func Estimate(s Snapshot) map[string]time.Time {
+func Estimate(s Snapshot) map[string]time.Time { return EstimateHead(s, 0) }
+
+// EstimateHead is Estimate for the first head GPRs of the queue (all when it is
+// 0): exact for them, since a GPR's start never depends on those behind it.
+func EstimateHead(s Snapshot, head int) map[string]time.Time {
 	freeAt := map[string]time.Time{}
 	wsFree := map[string]time.Time{}
 	for _, h := range s.Holdings {
@@ -536,14 +613,17 @@ func Estimate(s Snapshot) map[string]time.Time {
 			byCluster[n.Cluster] = append(byCluster[n.Cluster], n)
 		}
 	}
-	q := slices.Clone(s.Queue)
-	slices.SortFunc(q, Less)
-	out := make(map[string]time.Time, len(q))
+	out := map[string]time.Time{}
 	type slot struct {
 		key string
 		at  time.Time
 	}
-	for _, r := range q {
+	played := 0
+	for r := range s.ordered() {
+		if head > 0 && played >= head {
+			break
+		}
+		played++
 		var best []slot
 		var bestAt time.Time
 		for _, c := range r.Clusters {

@@ -1,0 +1,130 @@
+package app
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/open-egs/egs/libs/bus"
+	"github.com/open-egs/egs/libs/events"
+	"github.com/open-egs/egs/libs/logkey"
+	"github.com/open-egs/egs/services/gpr-scheduler/internal/queue"
+)
+
+// statusKey is what a queue-status event tells, less what changes with the
+// clock alone (the wait shrinks; the estimated start does not).
+type statusKey struct {
+	position int
+	start    int64
+	reasons  string
+}
+
+// PublishQueueStatus pushes egs.queue.v1.<ws>.<gprId> for each of the first
+// head GPRs of the queue whose position, estimated start or reasons changed
+// since it was last pushed, and a last one (position 0) for each pushed GPR
+// that has left the queue. It does nothing when nothing was written since
+// its last run. GPRs behind the head are not pushed (their status is served
+// on request): one admission moves every position, and a deep queue would
+// otherwise answer each change with as many events as it holds.
+func (s *Scheduler) PublishQueueStatus(ctx context.Context, head int) error {
+	out, sent := s.queueStatus(head)
+	if len(out) == 0 {
+		return nil
+	}
+	if err := s.pub.PublishBatch(ctx, out); err != nil {
+		s.mu.Lock()
+		for _, id := range sent {
+			delete(s.lastStatus, id) // pushed again next time
+		}
+		s.statusAt = -1
+		s.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+func (s *Scheduler) queueStatus(head int) ([]bus.Outgoing, []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.statusAt == s.version {
+		return nil, nil
+	}
+	s.statusAt = s.version
+	now := s.now()
+	snap := s.snapshot(now)
+	plan := queue.ScheduleHead(snap, head)
+	est := queue.EstimateHead(snap, head)
+	total := s.order.Len()
+	var out []bus.Outgoing
+	var sent []string
+	emit := func(ws, id string, st events.QueueStatus) {
+		subject, err := events.QueueStatusSubject(ws, id)
+		if err != nil {
+			return
+		}
+		s.statusSeq++
+		ev, err := bus.NewEvent(s.bootID+"."+strconv.FormatInt(s.statusSeq, 36), Source,
+			events.EventType("queue", "status"), id, now, st)
+		if err != nil {
+			s.log.Warn("queue status event", logkey.GPRID, id, logkey.Err, err)
+			return
+		}
+		out = append(out, bus.Outgoing{Subject: subject, Event: ev})
+		sent = append(sent, id)
+	}
+	i := 0
+	for r := range s.order.All() {
+		if head > 0 && i >= head {
+			break
+		}
+		i++
+		st := events.QueueStatus{GPRID: r.ID, Workspace: r.Workspace, Position: plan.Position[r.ID], Queued: total,
+			PendingReasons: []events.PendingReason{}, At: now}
+		var msgs []string
+		for _, w := range plan.Waiting[r.ID] {
+			st.PendingReasons = append(st.PendingReasons, events.PendingReason{Code: w.Code, Message: w.Message})
+			msgs = append(msgs, w.Code+":"+w.Message)
+		}
+		key := statusKey{position: st.Position, reasons: strings.Join(msgs, "\n")}
+		if at, ok := est[r.ID]; ok {
+			st.EstimatedStart, key.start = &at, at.UnixNano()
+		}
+		if last, ok := s.lastStatus[r.ID]; ok && last.key == key {
+			continue
+		}
+		s.lastStatus[r.ID] = pushedStatus{key: key, workspace: r.Workspace}
+		emit(r.Workspace, r.ID, st)
+	}
+	for id, last := range s.lastStatus {
+		if _, queued := s.order.Get(id); queued {
+			continue
+		}
+		delete(s.lastStatus, id)
+		emit(last.workspace, id, events.QueueStatus{GPRID: id, Workspace: last.workspace, Queued: total,
+			PendingReasons: []events.PendingReason{}, At: now})
+	}
+	return out, sent
+}
+
+// pushedStatus is the last queue status pushed for a GPR.
+type pushedStatus struct {
+	key       statusKey
+	workspace string
+}
+
+// QueueStatusLoop pushes queue statuses every interval until ctx ends.
+func (s *Scheduler) QueueStatusLoop(ctx context.Context, interval time.Duration, head int) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := s.PublishQueueStatus(ctx, head); err != nil && ctx.Err() == nil {
+				s.log.Warn("queue status; will retry", logkey.Err, err)
+			}
+		}
+	}
+}
