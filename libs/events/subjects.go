@@ -228,6 +228,7 @@ const (
 	RPCGPRAllocations = "egs.rpc.v1.gpr-scheduler.allocations"
 	RPCGPRApprove     = "egs.rpc.v1.gpr-scheduler.approve"
 	RPCGPRReject      = "egs.rpc.v1.gpr-scheduler.reject"
+	RPCGPRMove        = "egs.rpc.v1.gpr-scheduler.move"
 
 	RPCInventoryList = "egs.rpc.v1.provisioner.inventory"
 	RPCKubeConfig    = "egs.rpc.v1.provisioner.kubeconfig"

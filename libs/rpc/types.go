@@ -64,6 +64,20 @@ type DecideRequest struct {
 	Reason string `json:"reason"` // rejection reason, shown as failureReason
 }
 
+// MoveGPRRequest moves a queued GPR one place up or down the queue
+// (RPCGPRMove; admins and Owners only).
+type MoveGPRRequest struct {
+	Caller    Caller `json:"caller"`
+	GPRID     string `json:"gprId"`
+	Direction string `json:"direction"` // MoveUp or MoveDown
+}
+
+// Directions of MoveGPRRequest.
+const (
+	MoveUp   = "up"
+	MoveDown = "down"
+)
+
 // Template is a GPR template (EGS §7); Name is its key.
 type Template struct {
 	Name                string `json:"name"`

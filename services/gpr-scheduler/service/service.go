@@ -260,6 +260,7 @@ func run(ctx context.Context, d Deps, js jetstream.JetStream, gprStream jetstrea
 		rpc.Method{Subject: events.RPCGPRAllocations, Handler: rpc.Handle(d.Log, t, s.Allocations)},
 		rpc.Method{Subject: events.RPCGPRApprove, Handler: rpc.Handle(d.Log, t, s.Approve)},
 		rpc.Method{Subject: events.RPCGPRReject, Handler: rpc.Handle(d.Log, t, s.Reject)},
+		rpc.Method{Subject: events.RPCGPRMove, Handler: rpc.Handle(d.Log, t, s.Move)},
 	)
 	if err != nil {
 		return err

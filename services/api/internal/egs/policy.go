@@ -112,6 +112,27 @@ func FromPolicy(w rpc.Workspace) WorkspacePolicy {
 	}}
 }
 
+// MoveBody is the body of POST /api/v1/gpr/move ({gprId, direction}), our
+// addition: an admin moves a queued GPR one place up or down the queue.
+type MoveBody struct {
+	GPRID     *string `json:"gprId"`
+	Direction *string `json:"direction"`
+}
+
+// Request converts a move for caller; gprId is required and direction is
+// "up" or "down".
+func (b MoveBody) Request(caller rpc.Caller) (rpc.MoveGPRRequest, error) {
+	id, err := GPRRefBody{GPRID: b.GPRID}.ID()
+	if err != nil {
+		return rpc.MoveGPRRequest{}, err
+	}
+	d := str(b.Direction)
+	if d != rpc.MoveUp && d != rpc.MoveDown {
+		return rpc.MoveGPRRequest{}, rpc.Errorf(rpc.Invalid, `"direction" must be "up" or "down"`)
+	}
+	return rpc.MoveGPRRequest{Caller: caller, GPRID: id, Direction: d}, nil
+}
+
 // DecideBody is the body of POST /api/v1/gpr/approve ({gprId}) and
 // /api/v1/gpr/reject ({gprId, reason}), our additions.
 type DecideBody struct {

@@ -46,6 +46,23 @@ func (s *Server) setPolicy(c echo.Context) error {
 	return ok(c, egs.FromPolicy(w))
 }
 
+// moveGPR moves a queued GPR one place up or down (Owners and the admin);
+// the gpr-scheduler decides 404 and 409.
+func (s *Server) moveGPR(c echo.Context) error {
+	var b egs.MoveBody
+	if err := s.decode(c, &b); err != nil {
+		return err
+	}
+	req, err := b.Request(callerOf(c.Request().Context()))
+	if err != nil {
+		return err
+	}
+	if _, err := call[rpc.Empty](c, s, events.RPCGPRMove, req); err != nil {
+		return err
+	}
+	return ok(c, empty)
+}
+
 func (s *Server) approveGPR(c echo.Context) error { return s.decideGPR(c, events.RPCGPRApprove, false) }
 
 func (s *Server) rejectGPR(c echo.Context) error { return s.decideGPR(c, events.RPCGPRReject, true) }

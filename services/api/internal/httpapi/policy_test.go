@@ -163,3 +163,42 @@ func TestApproveAndReject(t *testing.T) {
 		t.Errorf("reject request (-want +got):\n%s", diff)
 	}
 }
+
+func TestMoveGPR(t *testing.T) {
+	f := newFixture(t, "")
+	owner := f.token("o", "Owner", "", time.Minute)
+	var moved recorder[rpc.MoveGPRRequest]
+	f.serve(method(events.RPCGPRMove, func(_ context.Context, req rpc.MoveGPRRequest) (rpc.Empty, error) {
+		moved.set(req)
+		if req.GPRID == "gpr-first" {
+			return rpc.Empty{}, rpc.Errorf(rpc.Conflict, "GPR gpr-first is already first in the queue")
+		}
+		return rpc.Empty{}, nil
+	}))
+	tests := map[string]struct {
+		token, body string
+		wantStatus  int
+	}{
+		"up":              {owner, `{"gprId":"gpr-1","direction":"up"}`, 200},
+		"down as admin":   {testAdminToken, `{"gprId":"gpr-1","direction":"down"}`, 200},
+		"already first":   {owner, `{"gprId":"gpr-first","direction":"up"}`, 409},
+		"no direction":    {owner, `{"gprId":"gpr-1"}`, 422},
+		"bad direction":   {owner, `{"gprId":"gpr-1","direction":"sideways"}`, 422},
+		"no id":           {owner, `{"direction":"up"}`, 422},
+		"malformed":       {owner, `{"gprId":`, 400},
+		"editor may not":  {f.token("e", "Editor", "ws", time.Minute), `{"gprId":"gpr-1","direction":"up"}`, 403},
+		"viewer may not":  {f.token("v", "Viewer", "ws", time.Minute), `{"gprId":"gpr-1","direction":"up"}`, 403},
+		"unauthenticated": {"", `{"gprId":"gpr-1","direction":"up"}`, 401},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if r := f.do("POST", "/api/v1/gpr/move", tc.token, tc.body); r.status != tc.wantStatus {
+				t.Fatalf("status = %d %s, want %d", r.status, r.body, tc.wantStatus)
+			}
+		})
+	}
+	f.do("POST", "/api/v1/gpr/move", owner, `{"gprId":"gpr-9","direction":"down"}`)
+	if got := moved.get(); got.GPRID != "gpr-9" || got.Direction != rpc.MoveDown || got.Caller.Role != "Owner" {
+		t.Errorf("move request %+v", got)
+	}
+}

@@ -87,6 +87,7 @@ func New(o Options) *Server {
 	v1.GET("/gpr/list", s.listGPRs, s.require(Read))
 	v1.POST("/gpr/waittime", s.waitTime, s.require(Write))
 	v1.POST("/gpr/approve", s.approveGPR, s.require(Manage))
+	v1.POST("/gpr/move", s.moveGPR, s.require(Manage))
 	v1.POST("/gpr/reject", s.rejectGPR, s.require(Manage))
 
 	v1.POST("/gpr-template", s.createTemplate, s.require(Manage))

@@ -183,7 +183,7 @@ func fits(spec gpr.Spec, ws string, nodes []queue.Node) string {
 
 func request(r *gpr.Record) queue.Request {
 	return queue.Request{
-		ID: r.ID, Workspace: r.Workspace, Priority: r.Spec.Priority, CreatedAt: r.CreatedAt,
+		ID: r.ID, Workspace: r.Workspace, Priority: r.Spec.Priority, CreatedAt: r.OrderAt(),
 		GPUsPerNode: r.Spec.GPUsPerNode, Nodes: r.Spec.Nodes, InstanceType: r.Spec.InstanceType,
 		GPUShape: r.Spec.GPUShape, MemoryPerGPU: r.Spec.MemoryPerGPU, AutoGPU: r.Spec.AutoGPU,
 		Clusters: r.Spec.Clusters, ExitDuration: r.Spec.ExitDuration, AllowedShapes: r.Spec.AllowedShapes,

@@ -91,6 +91,7 @@ type Record struct {
 	Nodes         []string     `json:"nodes"`
 	Shape         Shape        `json:"shape"` // of the nodes given, once admitted
 	CreatedAt     time.Time    `json:"createdAt"`
+	Rank          time.Time    `json:"rank,omitzero"` // orders it among GPRs of its priority; zero: CreatedAt
 	AdmittedAt    time.Time    `json:"admittedAt"`
 	StartedAt     time.Time    `json:"startedAt"`
 	ExpiresAt     time.Time    `json:"expiresAt"`
@@ -279,6 +280,26 @@ func (r *Record) Update(priority *int, name *string, now time.Time) error {
 	if changed {
 		r.emit(events.GPRUpdated, "updated", now)
 	}
+	return nil
+}
+
+// OrderAt orders the GPR among queued GPRs of its priority (earlier first):
+// its creation time, unless an admin moved it (Move).
+func (r *Record) OrderAt() time.Time {
+	if r.Rank.IsZero() {
+		return r.CreatedAt
+	}
+	return r.Rank
+}
+
+// Move gives a queued GPR a new priority and place (rank) in the queue, as
+// an admin's move up or down does; why names who moved it and where.
+func (r *Record) Move(priority int, rank time.Time, why string, now time.Time) error {
+	if r.State != Queued {
+		return &NotAllowedError{Msg: fmt.Sprintf("Cannot move GPR in %s state", r.ProvisioningStatus())}
+	}
+	r.Spec.Priority, r.Rank = priority, rank
+	r.emit(events.GPRUpdated, why, now)
 	return nil
 }
 

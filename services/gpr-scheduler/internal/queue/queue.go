@@ -34,7 +34,7 @@ type Request struct {
 	ID            string
 	Workspace     string
 	Priority      int
-	CreatedAt     time.Time
+	CreatedAt     time.Time // orders GPRs of equal priority: the creation time, unless an admin moved it
 	GPUsPerNode   int
 	Nodes         int
 	InstanceType  string
