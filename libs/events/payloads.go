@@ -34,7 +34,9 @@ type QueueStatus struct {
 	// changes; absent when nothing it may use can ever fit it.
 	EstimatedStart *time.Time      `json:"estimatedStartTime,omitempty"`
 	PendingReasons []PendingReason `json:"pendingReasons"`
-	At             time.Time       `json:"at"`
+	// DelayedCount is how often its estimated start has moved later.
+	DelayedCount int       `json:"delayedCount"`
+	At           time.Time `json:"at"`
 }
 
 // PendingReason is one machine-readable cause of a wait, with its text.

@@ -54,7 +54,6 @@ func TestQueueStatusIsPushed(t *testing.T) {
 	holder := file("holder", 100)
 	held := waitProvisioned(t, nc, holder)
 	low := file("low", 50)
-	high := file("high", 200)
 
 	stream, err := js.Stream(ctx, events.StreamQueue)
 	if err != nil {
@@ -94,6 +93,12 @@ func TestQueueStatusIsPushed(t *testing.T) {
 		}
 	}
 
+	first := waitStatus("low", low, func(st events.QueueStatus) bool { return st.Position == 1 }, "low alone in the queue")
+	if first.DelayedCount != 0 {
+		t.Errorf("low delayed %d times before anything happened", first.DelayedCount)
+	}
+	// high arrives and goes ahead: low's start moves an hour later.
+	high := file("high", 200)
 	hs := waitStatus("high", high, func(st events.QueueStatus) bool { return st.Position == 1 }, "high first in the queue")
 	end := held.StartedAt.Add(time.Hour)
 	if hs.EstimatedStart == nil || !hs.EstimatedStart.Equal(end) {
@@ -106,8 +111,11 @@ func TestQueueStatusIsPushed(t *testing.T) {
 	if ls.EstimatedStart == nil || !ls.EstimatedStart.Equal(end.Add(time.Hour)) {
 		t.Errorf("low's estimated start %v, want an hour after high's %v", ls.EstimatedStart, end)
 	}
-	if ls.Queued != 2 || !hasCode(ls.PendingReasons, "HIGHER_PRIORITY_AHEAD") {
-		t.Errorf("low's status %+v, want 2 queued and HIGHER_PRIORITY_AHEAD", ls)
+	if ls.Queued != 2 || !hasCode(ls.PendingReasons, "HIGHER_PRIORITY_AHEAD") || ls.DelayedCount != 1 {
+		t.Errorf("low's status %+v, want 2 queued, HIGHER_PRIORITY_AHEAD and delayed once", ls)
+	}
+	if g, err := rpc.Call[rpc.GPR](ctx, nc, events.RPCGPRGet, rpc.GPRRef{Caller: admin, GPRID: low}); err != nil || g.DelayedCount != 1 {
+		t.Errorf("low's delayedCount through GET: %d (%v), want 1", g.DelayedCount, err)
 	}
 
 	// The holder leaves early: high starts (its last status says position 0)

@@ -176,6 +176,7 @@ func (s *Scheduler) admit(ctx context.Context, a queue.Admission, now time.Time)
 		return
 	}
 	before := *e.rec
+	e.rec.DelayedCount += s.delays[e.rec.ID]
 	var shape gpr.Shape
 	if n, ok := s.nodes[a.Cluster+"/"+firstOr(a.Nodes)]; ok {
 		shape = gpr.Shape{InstanceType: n.InstanceType, GPUProduct: n.GPUProduct, MemoryGB: n.GPUMemoryGB}
@@ -193,6 +194,7 @@ func (s *Scheduler) admit(ctx context.Context, a queue.Admission, now time.Time)
 		s.log.Warn("store admission", logkey.GPRID, e.rec.ID, logkey.Err, err)
 		return
 	}
+	delete(s.delays, e.rec.ID)
 	s.crash(CrashAfterAdmit)
 	s.stage(e)
 	s.stageCommand(events.CommandApply, e.rec, e.rec.AdmitSeq, "")

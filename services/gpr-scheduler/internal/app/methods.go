@@ -282,7 +282,7 @@ func (s *Scheduler) view(r *gpr.Record) rpc.GPR {
 		State: string(r.State), ProvisioningStatus: r.ProvisioningStatus(), InternalState: r.InternalState(),
 		Reason: r.Reason, FailureReason: r.FailureReason, GPUsAllocated: r.GPUsAllocated(),
 		NodeNames: slices.Clone(r.Nodes), CreatedAt: r.CreatedAt, StartedAt: r.StartedAt, CompletedAt: r.CompletedAt,
-		RetryCount: r.RetryCount,
+		RetryCount: r.RetryCount, DelayedCount: r.DelayedCount + s.delays[r.ID],
 	}
 	if v.NodeNames == nil {
 		v.NodeNames = []string{}

@@ -9,6 +9,7 @@ import (
 	"github.com/open-egs/egs/libs/bus"
 	"github.com/open-egs/egs/libs/events"
 	"github.com/open-egs/egs/libs/logkey"
+	"github.com/open-egs/egs/services/gpr-scheduler/internal/gpr"
 	"github.com/open-egs/egs/services/gpr-scheduler/internal/queue"
 )
 
@@ -90,8 +91,15 @@ func (s *Scheduler) queueStatus(head int) ([]bus.Outgoing, []string) {
 		if at, ok := est[r.ID]; ok {
 			st.EstimatedStart, key.start = &at, at.UnixNano()
 		}
-		if last, ok := s.lastStatus[r.ID]; ok && last.key == key {
+		last, pushed := s.lastStatus[r.ID]
+		if pushed && last.key == key {
 			continue
+		}
+		if pushed && last.key.start != 0 && key.start > last.key.start {
+			s.delays[r.ID]++
+		}
+		if e, ok := s.recs[r.ID]; ok {
+			st.DelayedCount = e.rec.DelayedCount + s.delays[r.ID]
 		}
 		s.lastStatus[r.ID] = pushedStatus{key: key, workspace: r.Workspace}
 		emit(r.Workspace, r.ID, st)
@@ -101,6 +109,9 @@ func (s *Scheduler) queueStatus(head int) ([]bus.Outgoing, []string) {
 			continue
 		}
 		delete(s.lastStatus, id)
+		if e, ok := s.recs[id]; !ok || e.rec.State != gpr.Queued && !e.rec.Active() {
+			delete(s.delays, id) // cancelled, rejected or awaiting approval: nothing to fold them into
+		}
 		emit(last.workspace, id, events.QueueStatus{GPRID: id, Workspace: last.workspace, Queued: total,
 			PendingReasons: []events.PendingReason{}, At: now})
 	}

@@ -99,6 +99,9 @@ type Scheduler struct {
 	statusAt   int64
 	statusSeq  int64
 	lastStatus map[string]pushedStatus
+	// delays counts, per queued GPR, the times its estimated start moved
+	// later since its record last took them in (at its admission).
+	delays map[string]int
 }
 
 // Options configure New.
@@ -136,7 +139,7 @@ func New(ctx context.Context, o Options) (*Scheduler, error) {
 	s := &Scheduler{
 		nc: o.NATS, pub: bus.NewPublisher(o.JS), stream: o.GPRStream, gprs: o.GPRs, ledger: o.Ledger, log: o.Log,
 		now: o.Now, crash: o.CrashPoint, fence: o.Fence, resend: o.Resend, deleted: map[string]bool{},
-		order: queue.NewOrder(), free: map[string]queue.Node{}, holders: map[string]string{}, coverBy: map[string]string{}, coverOf: map[string][]string{}, holdDirty: true, lastStatus: map[string]pushedStatus{}, statusAt: -1, active: map[string]*entry{}, live: map[string]map[string]*entry{}, unsent: map[string]*entry{}, wake: make(chan struct{}, 1),
+		order: queue.NewOrder(), free: map[string]queue.Node{}, holders: map[string]string{}, coverBy: map[string]string{}, coverOf: map[string][]string{}, holdDirty: true, lastStatus: map[string]pushedStatus{}, delays: map[string]int{}, statusAt: -1, active: map[string]*entry{}, live: map[string]map[string]*entry{}, unsent: map[string]*entry{}, wake: make(chan struct{}, 1),
 		recs: map[string]*entry{}, allocs: map[string]*ledgerEntry{}, nodes: map[string]queue.Node{},
 		estDirty: true, bootID: strconv.FormatInt(o.Now().UnixNano(), 36),
 	}

@@ -98,6 +98,7 @@ type Record struct {
 	CompletedAt   time.Time    `json:"completedAt"`
 	Milestones    int          `json:"milestones"` // milestones emitted: 0..3 (25, 50, 75 %), 4 once the exit warning is out
 	RetryCount    int          `json:"retryCount"`
+	DelayedCount  int          `json:"delayedCount"` // times its estimated start moved later while it waited
 	EvictedBy     string       `json:"evictedBy,omitempty"`
 	OverPolicy    []string     `json:"overPolicy,omitempty"` // why it awaits approval
 	AdmitSeq      int          `json:"admitSeq"`             // seq of the admitted event: names the apply command
