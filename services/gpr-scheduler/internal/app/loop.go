@@ -299,6 +299,7 @@ func (s *Scheduler) applyInventory(u jetstream.KeyValueEntry) bool {
 		for k, n := range s.nodes {
 			if events.NodeKey(n.Cluster, n.Name) == u.Key() {
 				delete(s.nodes, k)
+				s.nodeCache = nil
 				s.nodeChanged(k)
 				s.analysis = nil
 				return true
@@ -317,6 +318,7 @@ func (s *Scheduler) applyInventory(u jetstream.KeyValueEntry) bool {
 		return false
 	}
 	s.nodes[q.Key()] = q
+	s.nodeCache = nil
 	s.nodeChanged(q.Key())
 	s.analysis = nil
 	return true

@@ -32,11 +32,13 @@ func (s *Scheduler) workspace(ctx context.Context, c rpc.Caller, name string) (r
 }
 
 func (s *Scheduler) nodeList() []queue.Node {
-	out := make([]queue.Node, 0, len(s.nodes))
-	for _, n := range s.nodes {
-		out = append(out, n)
+	if s.nodeCache == nil {
+		s.nodeCache = make([]queue.Node, 0, len(s.nodes))
+		for _, n := range s.nodes {
+			s.nodeCache = append(s.nodeCache, n)
+		}
 	}
-	return out
+	return s.nodeCache
 }
 
 // Create validates and queues a new GPR.

@@ -46,17 +46,33 @@ func (s *Scheduler) PublishQueueStatus(ctx context.Context, head int) error {
 }
 
 func (s *Scheduler) queueStatus(head int) ([]bus.Outgoing, []string) {
+	// Under the lock, a copy of what the head needs; the pass and the
+	// estimates run without it, so admissions go on meanwhile; the results
+	// are compared and recorded under it again. A write in between makes the
+	// statuses a little stale until the next round, which the version tells.
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.statusAt == s.version {
+		s.mu.Unlock()
 		return nil, nil
 	}
 	s.statusAt = s.version
 	now := s.now()
-	snap := s.snapshot(now)
-	plan := queue.ScheduleHead(snap, head)
-	est := queue.EstimateHead(snap, head)
+	q := make([]queue.Request, 0, min(max(head, 0), s.order.Len()))
+	for r := range s.order.All() {
+		if head > 0 && len(q) >= head {
+			break
+		}
+		q = append(q, r)
+	}
+	snap := queue.Snapshot{Now: now, Queue: q, Sorted: true, Nodes: s.nodeList(), Holdings: s.buildHoldings(now)}
 	total := s.order.Len()
+	s.mu.Unlock()
+
+	plan := queue.Schedule(snap)
+	est := queue.Estimate(snap)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	var out []bus.Outgoing
 	var sent []string
 	emit := func(ws, id string, st events.QueueStatus) {
@@ -74,12 +90,10 @@ func (s *Scheduler) queueStatus(head int) ([]bus.Outgoing, []string) {
 		out = append(out, bus.Outgoing{Subject: subject, Event: ev})
 		sent = append(sent, id)
 	}
-	i := 0
-	for r := range s.order.All() {
-		if head > 0 && i >= head {
-			break
+	for _, r := range q {
+		if _, queued := s.order.Get(r.ID); !queued {
+			continue // left the queue meanwhile: told below
 		}
-		i++
 		st := events.QueueStatus{GPRID: r.ID, Workspace: r.Workspace, Position: plan.Position[r.ID], Queued: total,
 			PendingReasons: []events.PendingReason{}, At: now}
 		var msgs []string
@@ -124,18 +138,21 @@ type pushedStatus struct {
 	workspace string
 }
 
-// QueueStatusLoop pushes queue statuses every interval until ctx ends.
+// QueueStatusLoop pushes queue statuses every interval until ctx ends. A
+// round that took long (a deep head on a large inventory) stretches the wait
+// so that statuses never take more than a tenth of the time.
 func (s *Scheduler) QueueStatusLoop(ctx context.Context, interval time.Duration, head int) error {
-	t := time.NewTicker(interval)
-	defer t.Stop()
+	wait := interval
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-t.C:
-			if err := s.PublishQueueStatus(ctx, head); err != nil && ctx.Err() == nil {
-				s.log.Warn("queue status; will retry", logkey.Err, err)
-			}
+		case <-time.After(wait):
 		}
+		started := time.Now()
+		if err := s.PublishQueueStatus(ctx, head); err != nil && ctx.Err() == nil {
+			s.log.Warn("queue status; will retry", logkey.Err, err)
+		}
+		wait = max(interval, 9*time.Since(started))
 	}
 }

@@ -73,6 +73,7 @@ type Scheduler struct {
 	recs      map[string]*entry
 	allocs    map[string]*ledgerEntry // node key (cluster/node) → entry
 	nodes     map[string]queue.Node   // node key → node
+	nodeCache []queue.Node            // the nodes as a list (read-only); nil when nodes changed
 	estimates map[string]time.Time
 	estDirty  bool
 	bootID    string

@@ -597,72 +597,83 @@ func Estimate(s Snapshot) map[string]time.Time { return EstimateHead(s, 0) }
 // EstimateHead is Estimate for the first head GPRs of the queue (all when it is
 // 0): exact for them, since a GPR's start never depends on those behind it.
 func EstimateHead(s Snapshot, head int) map[string]time.Time {
-	freeAt := map[string]time.Time{}
-	wsFree := map[string]time.Time{}
-	for _, h := range s.Holdings {
-		for _, n := range h.Nodes {
-			freeAt[h.Cluster+"/"+n] = h.FreeAt
-		}
-		if h.FreeAt.After(wsFree[h.Workspace]) {
-			wsFree[h.Workspace] = h.FreeAt
-		}
-	}
-	byCluster := map[string][]Node{}
+	// Schedulable nodes by index; freeAt[i] is when node i is next free (Unix
+	// ns, at least now). Integers and indexes keep the inner loop free of
+	// string keys and allocations: it runs for every node of every request.
+	now := s.Now.UnixNano()
+	var nodes []Node
+	index := map[string]int{}
+	byCluster := map[string][]int{}
 	for _, n := range s.Nodes {
 		if n.Schedulable {
-			byCluster[n.Cluster] = append(byCluster[n.Cluster], n)
+			index[n.Key()] = len(nodes)
+			byCluster[n.Cluster] = append(byCluster[n.Cluster], len(nodes))
+			nodes = append(nodes, n)
+		}
+	}
+	freeAt := make([]int64, len(nodes))
+	for i := range freeAt {
+		freeAt[i] = now
+	}
+	wsFree := map[string]int64{}
+	for _, h := range s.Holdings {
+		at := h.FreeAt.UnixNano()
+		for _, n := range h.Nodes {
+			if i, ok := index[h.Cluster+"/"+n]; ok && at > freeAt[i] {
+				freeAt[i] = at
+			}
+		}
+		if at > wsFree[h.Workspace] {
+			wsFree[h.Workspace] = at
 		}
 	}
 	out := map[string]time.Time{}
 	type slot struct {
-		key string
-		at  time.Time
+		i  int
+		at int64
 	}
+	var slots, best []slot
+	var buf [2][]slot // the best cluster's slots and the current one's, reused
 	played := 0
 	for r := range s.ordered() {
 		if head > 0 && played >= head {
 			break
 		}
 		played++
-		var best []slot
-		var bestAt time.Time
+		best = nil
+		var bestAt int64
+		bestBuf := 1 // the buffer holding best; the other one is filled
 		for _, c := range r.Clusters {
-			var slots []slot
-			for _, n := range byCluster[c] {
-				if !ShapeMatches(n, r) {
-					continue
+			cur := 1 - bestBuf
+			slots = buf[cur][:0]
+			for _, i := range byCluster[c] {
+				if ShapeMatches(nodes[i], r) {
+					slots = append(slots, slot{i, freeAt[i]})
 				}
-				at := freeAt[n.Key()]
-				if at.Before(s.Now) {
-					at = s.Now
-				}
-				slots = append(slots, slot{n.Key(), at})
 			}
+			buf[cur] = slots
 			if len(slots) < r.Nodes {
 				continue
 			}
-			slices.SortFunc(slots, func(a, b slot) int { return a.at.Compare(b.at) })
-			at := slots[r.Nodes-1].at
-			if w := wsFree[r.Workspace]; w.After(at) {
-				at = w
-			}
+			slices.SortFunc(slots, func(a, b slot) int { return cmp.Compare(a.at, b.at) })
+			at := max(slots[r.Nodes-1].at, wsFree[r.Workspace])
 			// Of the nodes free by then, take those that free up last, leaving
 			// the earlier ones for requests that can start sooner.
 			end := r.Nodes
-			for end < len(slots) && !slots[end].at.After(at) {
+			for end < len(slots) && slots[end].at <= at {
 				end++
 			}
-			if best == nil || at.Before(bestAt) {
-				best, bestAt = slots[end-r.Nodes:end], at
+			if best == nil || at < bestAt {
+				best, bestAt, bestBuf = slots[end-r.Nodes:end], at, cur
 			}
 		}
 		if best == nil {
 			continue
 		}
-		out[r.ID] = bestAt
-		end := bestAt.Add(r.ExitDuration)
+		out[r.ID] = time.Unix(0, bestAt).In(s.Now.Location())
+		end := bestAt + int64(r.ExitDuration)
 		for _, sl := range best {
-			freeAt[sl.key] = end
+			freeAt[sl.i] = end
 		}
 		wsFree[r.Workspace] = end
 	}
