@@ -307,7 +307,8 @@ func (s *Scheduler) view(r *gpr.Record) rpc.GPR {
 		}
 		v.Reason = "awaiting approval: " + strings.Join(r.OverPolicy, "; ")
 	case gpr.Queued:
-		plan := s.explain(now)
+		depth := s.rank(r.ID)
+		plan := s.explain(now, depth)
 		for _, w := range plan.Waiting[r.ID] {
 			v.PendingReasons = append(v.PendingReasons, rpc.Reason{Code: w.Code, Message: w.Message})
 		}
@@ -319,7 +320,7 @@ func (s *Scheduler) view(r *gpr.Record) rpc.GPR {
 			v.Reason = "waiting for the next scheduling pass"
 		}
 		v.QueuePosition = plan.Position[r.ID]
-		if at, ok := s.estimate(now)[r.ID]; ok {
+		if at, ok := s.estimate(now, depth)[r.ID]; ok {
 			v.EstimatedStart, v.EstimatedWait = at, max(at.Sub(now), 0)
 		}
 	case gpr.Provisioning:
@@ -340,20 +341,51 @@ func firstOr(s []string) string {
 	return s[0]
 }
 
-// explain is the full pass (why each queued GPR waits, its place), computed
-// when someone looks and kept until something changes.
-func (s *Scheduler) explain(now time.Time) *queue.Plan {
-	if s.analysis == nil {
-		p := queue.Schedule(s.snapshot(now))
-		s.analysis = &p
+// MaxEstimateDepth bounds the queue positions that get an estimated start on
+// request: playing the queue forward costs positions × nodes, and beyond a
+// few thousand places the estimate says little anyway. Deeper GPRs get
+// their position and reasons, without an estimate.
+const MaxEstimateDepth = 5000
+
+// rank is the 1-based place of a queued GPR in the queue (0 if not queued),
+// read from the last explanation when it covers the GPR, otherwise counted
+// (O(place)).
+func (s *Scheduler) rank(id string) int {
+	if s.analysis != nil && s.analysisAt == s.version {
+		if p, ok := s.analysis.Position[id]; ok {
+			return p
+		}
+	}
+	i := 0
+	for r := range s.order.All() {
+		i++
+		if r.ID == id {
+			return i
+		}
+	}
+	return 0
+}
+
+// explain is the full pass (why each queued GPR waits, its place) for the
+// first depth GPRs, computed when someone looks and kept until something
+// changes or a deeper one is asked for.
+func (s *Scheduler) explain(now time.Time, depth int) *queue.Plan {
+	if s.analysis == nil || s.analysisAt != s.version || s.analysisDepth < depth {
+		p := queue.ScheduleHead(s.snapshot(now), depth)
+		s.analysis, s.analysisAt, s.analysisDepth = &p, s.version, depth
 	}
 	return s.analysis
 }
 
-func (s *Scheduler) estimate(now time.Time) map[string]time.Time {
-	if s.estDirty || s.estimates == nil {
-		s.estimates = queue.Estimate(s.snapshot(now))
-		s.estDirty = false
+// estimate plays the queue forward to depth (at most MaxEstimateDepth),
+// cached like explain.
+func (s *Scheduler) estimate(now time.Time, depth int) map[string]time.Time {
+	if depth > MaxEstimateDepth {
+		return nil
+	}
+	if s.estimates == nil || s.estimatesAt != s.version || s.estimatesDepth < depth {
+		s.estimates = queue.EstimateHead(s.snapshot(now), depth)
+		s.estimatesAt, s.estimatesDepth = s.version, depth
 	}
 	return s.estimates
 }

@@ -66,18 +66,19 @@ type Scheduler struct {
 
 	wake chan struct{}
 
-	mu        sync.Mutex
-	out       []bus.Outgoing // the batch the current operation publishes
-	outRecs   []*entry       // records whose outbox events are in out
-	retryCmds []bus.Outgoing // commands whose publish failed
-	recs      map[string]*entry
-	allocs    map[string]*ledgerEntry // node key (cluster/node) → entry
-	nodes     map[string]queue.Node   // node key → node
-	nodeCache []queue.Node            // the nodes as a list (read-only); nil when nodes changed
-	estimates map[string]time.Time
-	estDirty  bool
-	bootID    string
-	deleted   map[string]bool // workspaces deleted since start: no new GPRs
+	mu             sync.Mutex
+	out            []bus.Outgoing // the batch the current operation publishes
+	outRecs        []*entry       // records whose outbox events are in out
+	retryCmds      []bus.Outgoing // commands whose publish failed
+	recs           map[string]*entry
+	allocs         map[string]*ledgerEntry // node key (cluster/node) → entry
+	nodes          map[string]queue.Node   // node key → node
+	nodeCache      []queue.Node            // the nodes as a list (read-only); nil when nodes changed
+	estimates      map[string]time.Time    // of the first estimatesDepth queued GPRs, at version estimatesAt
+	estimatesAt    int64
+	estimatesDepth int
+	bootID         string
+	deleted        map[string]bool // workspaces deleted since start: no new GPRs
 
 	// The queue in order, the free nodes, the GPRs holding nodes and each
 	// workspace's holder, kept up to date by every write (track, nodeChanged)
@@ -91,9 +92,11 @@ type Scheduler struct {
 	holdDirty bool
 	active    map[string]*entry
 
-	live     map[string]map[string]*entry // workspace → its GPRs that are not over
-	unsent   map[string]*entry            // GPRs whose events failed to publish
-	analysis *queue.Plan                  // why each queued GPR waits; nil when stale
+	live          map[string]map[string]*entry // workspace → its GPRs that are not over
+	unsent        map[string]*entry            // GPRs whose events failed to publish
+	analysis      *queue.Plan                  // why the first analysisDepth queued GPRs wait, at version analysisAt
+	analysisAt    int64
+	analysisDepth int
 	// Queue statuses pushed (PublishQueueStatus): version counts the
 	// writes that may change them, statusAt is the version last pushed.
 	version    int64
@@ -142,7 +145,7 @@ func New(ctx context.Context, o Options) (*Scheduler, error) {
 		now: o.Now, crash: o.CrashPoint, fence: o.Fence, resend: o.Resend, deleted: map[string]bool{},
 		order: queue.NewOrder(), free: map[string]queue.Node{}, holders: map[string]string{}, coverBy: map[string]string{}, coverOf: map[string][]string{}, holdDirty: true, lastStatus: map[string]pushedStatus{}, delays: map[string]int{}, statusAt: -1, active: map[string]*entry{}, live: map[string]map[string]*entry{}, unsent: map[string]*entry{}, wake: make(chan struct{}, 1),
 		recs: map[string]*entry{}, allocs: map[string]*ledgerEntry{}, nodes: map[string]queue.Node{},
-		estDirty: true, bootID: strconv.FormatInt(o.Now().UnixNano(), 36),
+		bootID: strconv.FormatInt(o.Now().UnixNano(), 36),
 	}
 	if err := s.load(ctx); err != nil {
 		return nil, err
@@ -268,7 +271,6 @@ func (s *Scheduler) track(e *entry) {
 		s.order.Remove(id)
 	}
 	s.holdDirty = true
-	s.estDirty = true
 	s.analysis = nil
 	s.version++
 }
@@ -341,7 +343,6 @@ func (s *Scheduler) nodeChanged(key string) {
 		delete(s.free, key)
 	}
 	s.holdDirty = true
-	s.estDirty = true
 	s.version++
 }
 
