@@ -187,6 +187,12 @@ func EventType(domain, ev string) string {
 // BucketClusters holds the registered clusters (owner: provisioner); key = cluster name.
 const BucketClusters = "EGS_CLUSTERS"
 
+// BucketClusterCredentials holds the credentials of clusters that admins
+// registered at run time (owner: provisioner); key = cluster name, value =
+// the kubeconfig sealed with AES-256-GCM (never readable without the
+// provisioner's key).
+const BucketClusterCredentials = "EGS_CLUSTER_CREDENTIALS"
+
 // Durable consumers of workspace deletions.
 const (
 	DurableSchedulerWorkspaces = "gpr-scheduler-workspaces"
@@ -232,11 +238,23 @@ const (
 
 	RPCInventoryList = "egs.rpc.v1.provisioner.inventory"
 	RPCKubeConfig    = "egs.rpc.v1.provisioner.kubeconfig"
+
+	RPCClusterRegister   = "egs.rpc.v1.provisioner.cluster-register"
+	RPCClusterUnregister = "egs.rpc.v1.provisioner.cluster-unregister"
+	RPCClusterList       = "egs.rpc.v1.provisioner.cluster-list"
 )
 
 // Cluster is the value of the clusters bucket: a cluster the provisioner serves.
 type Cluster struct {
-	Name      string    `json:"name"`
-	Simulated bool      `json:"simulated"`
+	Name      string `json:"name"`
+	Simulated bool   `json:"simulated"`
+	// Registered is true for a cluster an admin registered at run time
+	// (credentials in BucketClusterCredentials), false for one from the
+	// provisioner's configuration.
+	Registered bool `json:"registered,omitempty"`
+	// Unhealthy is true while the provisioner cannot reach the cluster's
+	// API server; Error says why.
+	Unhealthy bool      `json:"unhealthy,omitempty"`
+	Error     string    `json:"error,omitempty"`
 	At        time.Time `json:"at"`
 }

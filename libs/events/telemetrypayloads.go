@@ -191,9 +191,10 @@ const BucketTelemetryGPRs = "EGS_TELEMETRY_GPRS"
 // TelemetryCaller is rpc.Caller (same fields and JSON), repeated here
 // because package rpc imports this one; convert with TelemetryCaller(c).
 type TelemetryCaller struct {
-	Subject   string `json:"subject"`
-	Role      string `json:"role"`
-	Workspace string `json:"workspace"`
+	Subject    string   `json:"subject"`
+	Role       string   `json:"role"`
+	Workspace  string   `json:"workspace"`
+	Workspaces []string `json:"workspaces,omitempty"`
 }
 
 // TelemetryQuery is the body of RPCTelemetryLatest, RPCTelemetryTop and

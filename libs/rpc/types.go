@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"slices"
 	"time"
 
 	"github.com/open-egs/egs/libs/events"
@@ -9,14 +10,26 @@ import (
 // Caller is who asks, as the edge verified it. Services use it to authorise.
 // Workspace is the one workspace an Editor or Viewer is bound to; "" for an
 // Owner or admin, who may act on every workspace.
+//
+// A user (a portal session or a user token) may hold roles in several
+// workspaces. The edge then sends Workspace set to one of them and
+// Workspaces listing all those in which the user's role grants the request,
+// with Role the least of those roles; a service that knows only Workspace
+// thus sees the caller confined to one workspace, never widened to all.
 type Caller struct {
-	Subject   string `json:"subject"` // key id or admin
-	Role      string `json:"role"`    // Owner, Editor, Viewer, admin
-	Workspace string `json:"workspace"`
+	Subject    string   `json:"subject"` // key id, admin, user:<username> or an OAuth2 client id
+	Role       string   `json:"role"`    // Owner, Editor, Viewer, admin
+	Workspace  string   `json:"workspace"`
+	Workspaces []string `json:"workspaces,omitempty"` // further workspaces with the same Role (users only)
 }
 
 // Allows reports whether the caller may act on workspace ws.
-func (c Caller) Allows(ws string) bool { return c.Workspace == "" || c.Workspace == ws }
+func (c Caller) Allows(ws string) bool {
+	if len(c.Workspaces) > 0 { // never "every workspace", even if Workspace was left empty
+		return c.Workspace == ws || slices.Contains(c.Workspaces, ws)
+	}
+	return c.Workspace == "" || c.Workspace == ws
+}
 
 // ---- workspace service ----
 
@@ -351,4 +364,32 @@ type KubeConfigRequest struct {
 // KubeConfig is the reply of RPCKubeConfig: a whole kubeconfig YAML.
 type KubeConfig struct {
 	KubeConfig string `json:"kubeConfig"`
+}
+
+// ClusterRegisterRequest registers a cluster (RPCClusterRegister, admins
+// only) or replaces its credentials. KubeConfig is a whole kubeconfig; its
+// current context is used. Server, when set, is the API server URL written
+// into users' kubeconfigs instead of the one in KubeConfig (an in-cluster
+// address users cannot reach, say).
+type ClusterRegisterRequest struct {
+	Caller     Caller `json:"caller"`
+	Name       string `json:"name"`
+	KubeConfig string `json:"kubeConfig"`
+	Server     string `json:"server,omitempty"`
+}
+
+// ClusterRef names a cluster (RPCClusterUnregister, admins only).
+type ClusterRef struct {
+	Caller Caller `json:"caller"`
+	Name   string `json:"name"`
+}
+
+// ClusterListRequest asks for the registered clusters (RPCClusterList).
+type ClusterListRequest struct {
+	Caller Caller `json:"caller"`
+}
+
+// ClusterList is the reply of RPCClusterList, sorted by name.
+type ClusterList struct {
+	Clusters []events.Cluster `json:"clusters"`
 }

@@ -8,15 +8,21 @@ package standalone
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -47,6 +53,8 @@ type Config struct {
 	BootstrapAPIKey string // secret
 	AdminToken      string // secret
 	RedisURL        string
+	PublicURL       string
+	IdPConfig       string
 	KubeConfig      string
 	ClusterName     string
 	Scenario        string
@@ -60,6 +68,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.HTTPPrefix, "http.prefix", "", "Path prefix stripped before routing (e.g. /egs).")
 	fs.StringVar(&c.BootstrapAPIKey, "bootstrap.api-key", "", "Secret of the first Owner API key; generated and printed once when unset.")
 	fs.StringVar(&c.AdminToken, "admin.token", "", "Admin access token accepted on every endpoint (unset: none).")
+	fs.StringVar(&c.PublicURL, "public.url", "", "Public base URL of the product (the OAuth2/OIDC issuer); default http://<http.addr>, localhost for an unspecified host.")
+	fs.StringVar(&c.IdPConfig, "idp.config", "", "Upstream OpenID providers for portal logins (JSON file, docs/auth.md).")
 	fs.StringVar(&c.RedisURL, "redis.url", "", "Redis URL (env REDIS_URL); unset: a private redis-server child process.")
 	fs.StringVar(&c.KubeConfig, "kubeconfig", "", "Serve the real cluster of this kubeconfig instead of the simulated ones.")
 	fs.StringVar(&c.ClusterName, "cluster.name", "", "Name of the kubeconfig's cluster (default: its current context).")
@@ -161,17 +171,25 @@ func Run(ctx context.Context, cfg Config, d Deps) error {
 		d.Log.Info("private redis-server for portal sessions, OAuth2 state and rate limits; production sets REDIS_URL", "redis_url", redisURL)
 	}
 
-	svc := DefaultServices()
-	svc.API.HTTPAddr, svc.API.HTTPPrefix, svc.API.AdminToken = cfg.HTTPAddr, cfg.HTTPPrefix, cfg.AdminToken
-	svc.Auth.DataDir, svc.Auth.BootstrapAPIKey = cfg.DataDir, cfg.BootstrapAPIKey
-	svc.Provisioner.KubeConfig, svc.Provisioner.ClusterName, svc.Provisioner.Scenario = cfg.KubeConfig, cfg.ClusterName, cfg.Scenario
-	svc.Telemetry.HTTPAddr = "" // the edge serves /metrics
-	if d.Tune != nil {
-		d.Tune(&svc)
-	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
+	}
+	svc := DefaultServices()
+	svc.API.HTTPAddr, svc.API.HTTPPrefix, svc.API.AdminToken = cfg.HTTPAddr, cfg.HTTPPrefix, cfg.AdminToken
+	svc.API.RedisURL = redisURL
+	// The OAuth2/OIDC issuer runs in auth and is served on the edge's
+	// address; the edge vouches for portal users with a per-process secret.
+	edgeSecret := randomSecret()
+	svc.Auth.RedisURL, svc.Auth.IssuerURL, svc.Auth.EdgeSecret = redisURL, publicURL(cfg, ln.Addr()), edgeSecret
+	svc.API.OAuthEdgeSecret = edgeSecret
+	svc.Auth.IdPConfig = cfg.IdPConfig
+	svc.Auth.DataDir, svc.Auth.BootstrapAPIKey = cfg.DataDir, cfg.BootstrapAPIKey
+	svc.Provisioner.KubeConfig, svc.Provisioner.ClusterName, svc.Provisioner.Scenario = cfg.KubeConfig, cfg.ClusterName, cfg.Scenario
+	svc.Provisioner.CredentialsKeyFile = filepath.Join(cfg.DataDir, "cluster-credentials.key")
+	svc.Telemetry.HTTPAddr = "" // the edge serves /metrics
+	if d.Tune != nil {
+		d.Tune(&svc)
 	}
 	info := Info{HTTPAddr: ln.Addr().String(), NATSURL: srv.ClientURL(), RedisURL: redisURL, NATS: srv}
 	simNodes, err := simulatedNodes(cfg, d)
@@ -180,6 +198,7 @@ func Run(ctx context.Context, cfg Config, d Deps) error {
 		return err
 	}
 
+	issuer := &swappable{}
 	stages := [][]component{
 		{{provisioner.Name, func(ctx context.Context, nc *nats.Conn, log *slog.Logger, ready func()) error {
 			return provisioner.Run(ctx, provisioner.Deps{Config: svc.Provisioner, NATS: nc, Log: log, Ready: ready, Clusters: d.Clusters})
@@ -187,7 +206,8 @@ func Run(ctx context.Context, cfg Config, d Deps) error {
 		{{workspace.Name, func(ctx context.Context, nc *nats.Conn, log *slog.Logger, ready func()) error {
 			return workspace.Run(ctx, workspace.Deps{Config: svc.Workspace, NATS: nc, Log: log, Ready: ready})
 		}}, {auth.Name, func(ctx context.Context, nc *nats.Conn, log *slog.Logger, ready func()) error {
-			return auth.Run(ctx, auth.Deps{Config: svc.Auth, NATS: nc, Log: log, Ready: ready, Stdout: d.Stdout})
+			return auth.Run(ctx, auth.Deps{Config: svc.Auth, NATS: nc, Log: log, Ready: ready, Stdout: d.Stdout,
+				Issuer: issuer.set})
 		}}},
 		{{scheduler.Name, func(ctx context.Context, nc *nats.Conn, log *slog.Logger, ready func()) error {
 			return scheduler.Run(ctx, scheduler.Deps{Config: svc.Scheduler, NATS: nc, Log: log, Ready: ready})
@@ -198,7 +218,7 @@ func Run(ctx context.Context, cfg Config, d Deps) error {
 			return nodeagent.RunFleet(ctx, nodeagent.FleetDeps{Config: svc.NodeAgents, Nodes: simNodes, NATS: nc, Log: log, Ready: ready})
 		}}},
 		{{api.Name, func(ctx context.Context, nc *nats.Conn, log *slog.Logger, ready func()) error {
-			return api.Run(ctx, api.Deps{Config: svc.API, NATS: nc, Log: log, Ready: ready, Listener: ln})
+			return api.Run(ctx, api.Deps{Config: svc.API, NATS: nc, Log: log, Ready: ready, Listener: ln, OAuth: issuer})
 		}}},
 	}
 	s := &supervisor{log: d.Log, url: srv.ClientURL(), srv: srv}
@@ -341,4 +361,42 @@ func startRedis(ctx context.Context) (*redisproc.Proc, string, error) {
 		return nil, "", fmt.Errorf("no REDIS_URL and no private redis-server: %w", err)
 	}
 	return rp, dir, nil
+}
+
+// swappable is the issuer's handler as auth hands it over (auth starts
+// before the edge, and could be restarted); 503 until then.
+type swappable struct{ h atomic.Pointer[http.Handler] }
+
+func (s *swappable) set(h http.Handler) { s.h.Store(&h) }
+
+func (s *swappable) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h := s.h.Load(); h != nil {
+		(*h).ServeHTTP(w, r)
+		return
+	}
+	http.Error(w, "OAuth2 issuer not ready", http.StatusServiceUnavailable)
+}
+
+// publicURL is the issuer URL: -public.url, else the listener's address
+// (localhost for an unspecified one) with the path prefix.
+func publicURL(cfg Config, addr net.Addr) string {
+	if cfg.PublicURL != "" {
+		return strings.TrimSuffix(cfg.PublicURL, "/")
+	}
+	host := addr.String()
+	if ta, ok := addr.(*net.TCPAddr); ok && (ta.IP == nil || ta.IP.IsUnspecified()) {
+		host = net.JoinHostPort("localhost", strconv.Itoa(ta.Port))
+	}
+	prefix := strings.Trim(cfg.HTTPPrefix, "/")
+	if prefix != "" {
+		prefix = "/" + prefix
+	}
+	return "http://" + host + prefix
+}
+
+// randomSecret returns 256 random bits, base64url.
+func randomSecret() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
 }

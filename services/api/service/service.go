@@ -14,17 +14,21 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/open-egs/egs/libs/logkey"
 
 	"github.com/open-egs/egs/services/api/internal/httpapi"
+	"github.com/open-egs/egs/services/api/internal/ratelimit"
+	"github.com/open-egs/egs/services/api/internal/session"
 )
 
 // Name is the service name (log key service, NATS connection name).
@@ -42,6 +46,28 @@ type Config struct {
 	ShutdownTimeout   time.Duration
 	RPCTimeout        time.Duration
 	MaxBodyBytes      int64
+	// RedisURL is the Redis of portal sessions and rate limits (redis://,
+	// rediss:// or unix://); "" disables portal sessions. A secret when it
+	// holds a password: never logged.
+	RedisURL string
+	// SessionIdle ends a portal session unused for this long.
+	SessionIdle time.Duration
+	// SessionMaxAge ends a portal session this long after login, used or not.
+	SessionMaxAge time.Duration
+	// SecureCookie marks the session cookie Secure even when the edge
+	// cannot see TLS (a proxy terminating it without X-Forwarded-Proto).
+	SecureCookie bool
+	// OAuthUpstream is the auth service's issuer listener (auth
+	// -oauth.http-addr) that /oauth2/* and /.well-known/* are proxied to
+	// when auth runs apart; "" serves them only in the standalone process.
+	OAuthUpstream string
+	// OAuthEdgeSecret vouches for portal users to the issuer (the same as
+	// auth -oauth.edge-secret). A secret.
+	OAuthEdgeSecret string
+	// RateLimit is how many requests each token or session may make per
+	// RateLimitWindow (in Redis, across replicas); 0 disables the limit.
+	RateLimit       int
+	RateLimitWindow time.Duration
 }
 
 // RegisterFlags registers the configuration flags on fs with their defaults.
@@ -56,6 +82,14 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown.timeout", 15*time.Second, "Grace period for in-flight requests at shutdown.")
 	fs.DurationVar(&c.RPCTimeout, "rpc.timeout", 10*time.Second, "Deadline of each NATS request to a service.")
 	fs.Int64Var(&c.MaxBodyBytes, "http.max-body-bytes", 1<<20, "Largest accepted request body.")
+	fs.StringVar(&c.RedisURL, "redis.url", "", "Redis of portal sessions and rate limits (redis://, rediss://, unix://); empty disables portal sessions.")
+	fs.DurationVar(&c.SessionIdle, "session.idle-timeout", session.DefaultIdle, "A portal session unused this long ends.")
+	fs.DurationVar(&c.SessionMaxAge, "session.max-age", session.DefaultMaxAge, "A portal session ends this long after login, used or not.")
+	fs.BoolVar(&c.SecureCookie, "session.secure-cookie", false, "Always mark the session cookie Secure (it is whenever the request came over TLS).")
+	fs.IntVar(&c.RateLimit, "ratelimit.requests", 1200, "Requests each token or portal session may make per ratelimit.window (needs redis.url); 0 disables.")
+	fs.DurationVar(&c.RateLimitWindow, "ratelimit.window", time.Minute, "Window of ratelimit.requests.")
+	fs.StringVar(&c.OAuthUpstream, "oauth.upstream", "", "URL of the auth service's OAuth2 issuer listener to proxy /oauth2/* and /.well-known/* to.")
+	fs.StringVar(&c.OAuthEdgeSecret, "oauth.edge-secret", "", "Secret shared with auth (-oauth.edge-secret) to vouch for portal users at /oauth2/auth.")
 }
 
 // Validate reports every problem of the configuration at once.
@@ -82,6 +116,21 @@ func (c Config) Validate() error {
 	if c.MaxBodyBytes <= 0 {
 		errs = append(errs, errors.New("http.max-body-bytes must be positive"))
 	}
+	if c.OAuthUpstream != "" {
+		if u, err := url.Parse(c.OAuthUpstream); err != nil || u.Scheme == "" || u.Host == "" {
+			errs = append(errs, fmt.Errorf("oauth.upstream %q must be an absolute URL", c.OAuthUpstream))
+		}
+	}
+	if c.RateLimit < 0 || c.RateLimit > 0 && c.RateLimitWindow < time.Millisecond {
+		errs = append(errs, errors.New("ratelimit.requests must not be negative and ratelimit.window at least 1ms"))
+	}
+	if c.RedisURL != "" {
+		if c.SessionIdle <= 0 || c.SessionMaxAge <= 0 {
+			errs = append(errs, errors.New("session.idle-timeout and session.max-age must be positive"))
+		} else if c.SessionIdle > c.SessionMaxAge {
+			errs = append(errs, errors.New("session.idle-timeout must not exceed session.max-age"))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -92,6 +141,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("http_prefix", c.HTTPPrefix),
 		slog.Bool("admin_token_set", c.AdminToken != ""),
 		slog.Duration("rpc_timeout", c.RPCTimeout),
+		slog.Bool("redis_set", c.RedisURL != ""),
 	)
 }
 
@@ -106,12 +156,17 @@ type Deps struct {
 	Listener net.Listener
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// OAuth, when set, is the auth service's OAuth2/OIDC issuer, served on
+	// the edge's address (the standalone process passes it).
+	OAuth http.Handler
 }
 
 // Edge is the HTTP handler of the edge with what it holds on NATS.
 type Edge struct {
 	server *httpapi.Server
 	sub    *nats.Subscription
+	subs   []*nats.Subscription // user, token and key revocations (sessions, user cache)
+	redis  *redis.Client
 	ready  atomic.Bool
 }
 
@@ -139,20 +194,87 @@ func New(ctx context.Context, d Deps) (*Edge, error) {
 	if err != nil {
 		return nil, err
 	}
+	osubs, err := auth.SubscribeOAuth(d.NATS)
+	if err != nil {
+		_ = sub.Unsubscribe()
+		return nil, err
+	}
 	if err := catchUp(ctx, d, auth, timeout); err != nil {
 		_ = sub.Unsubscribe()
+		for _, s := range osubs {
+			_ = s.Unsubscribe()
+		}
 		return nil, err
 	}
 	if _, err := auth.Refresh(ctx); err != nil {
 		d.Log.Warn("initial jwks fetch; retrying on first token", logkey.Err, err)
 	}
-	e := &Edge{sub: sub}
-	e.ready.Store(true)
-	e.server = httpapi.New(httpapi.Options{
+	e := &Edge{sub: sub, subs: osubs}
+	opts := httpapi.Options{
 		NATS: d.NATS, Log: d.Log, Auth: auth, Prefix: d.Config.HTTPPrefix, RPCTimeout: timeout,
-		MaxBodyBytes: d.Config.MaxBodyBytes, Ready: e.ready.Load, Now: now,
-	})
+		MaxBodyBytes: d.Config.MaxBodyBytes, Ready: e.ready.Load, Now: now, OAuth: d.OAuth,
+		SecureCookie: d.Config.SecureCookie, OAuthEdgeSecret: d.Config.OAuthEdgeSecret,
+	}
+	if opts.OAuth == nil && d.Config.OAuthUpstream != "" {
+		u, err := url.Parse(d.Config.OAuthUpstream)
+		if err != nil {
+			return nil, errors.Join(fmt.Errorf("oauth.upstream: %w", err), e.Close())
+		}
+		opts.OAuth = httpapi.OAuthUpstream(u)
+	}
+
+	if err := e.portal(ctx, d, &opts, timeout, now); err != nil {
+		return nil, errors.Join(err, e.Close())
+	}
+	e.ready.Store(true)
+	e.server = httpapi.New(opts)
 	return e, nil
+}
+
+// portal sets up what portal users need: the user directory, the audit
+// publisher and, with a Redis URL, the session store, with the revocation
+// subscriptions that end sessions and the catch-up of the revocations made
+// while no edge ran.
+func (e *Edge) portal(ctx context.Context, d Deps, o *httpapi.Options, timeout time.Duration, now func() time.Time) error {
+	o.Users = httpapi.NewUserDirectory(httpapi.NATSUserFetcher(d.NATS, timeout), now)
+	js, err := jetstream.New(d.NATS)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	o.Audit = httpapi.NewAuditor(js, d.Log, now)
+	if d.Config.RedisURL != "" {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+		defer cancel()
+		rdb, err := session.Open(rctx, d.Config.RedisURL)
+		if err != nil {
+			return err
+		}
+		e.redis = rdb
+		o.Sessions = session.New(rdb, d.Config.SessionIdle, d.Config.SessionMaxAge, now)
+		if d.Config.RateLimit > 0 {
+			o.RateLimit = ratelimit.New(rdb, d.Config.RateLimit, d.Config.RateLimitWindow)
+		}
+	}
+	rev := httpapi.NewRevocations(o.Users, o.Sessions, d.Log)
+	subs, err := rev.Subscribe(d.NATS)
+	if err != nil {
+		return err
+	}
+	e.subs = append(e.subs, subs...)
+	if o.Sessions == nil {
+		return nil
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	if err := d.NATS.FlushWithContext(cctx); err != nil {
+		return fmt.Errorf("flush revocation subscriptions: %w", err)
+	}
+	n, err := rev.CatchUp(cctx, js, o.Sessions.MaxAge())
+	if err != nil {
+		return err
+	}
+	d.Log.Info("read credential revocations of the session lifetime", "count", n)
+	return nil
 }
 
 // catchUp revokes the keys deleted before the edge started, once the live
@@ -180,15 +302,28 @@ func catchUp(ctx context.Context, d Deps, auth *httpapi.Authenticator, timeout t
 // ServeHTTP serves one request of the EGS API (and /healthz, /readyz).
 func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) { e.server.ServeHTTP(w, r) }
 
+// StopStreams ends the open event streams (portal live updates), which would
+// otherwise hold http.Server.Shutdown for its whole grace period.
+func (e *Edge) StopStreams() { e.server.StopStreams() }
+
 // SetReady sets what /readyz reports.
 func (e *Edge) SetReady(ready bool) { e.ready.Store(ready) }
 
-// Close unsubscribes from NATS.
+// Close unsubscribes from NATS and closes the Redis client.
 func (e *Edge) Close() error {
-	if err := e.sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-		return fmt.Errorf("unsubscribe %s: %w", httpapi.SubjectAPIKeyDeleted, err)
+	var errs []error
+	for _, sub := range append([]*nats.Subscription{e.sub}, e.subs...) {
+		if err := sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) &&
+			!errors.Is(err, nats.ErrBadSubscription) {
+			errs = append(errs, fmt.Errorf("unsubscribe %s: %w", sub.Subject, err))
+		}
 	}
-	return nil
+	if e.redis != nil {
+		if err := e.redis.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close redis: %w", err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Run serves the API until ctx ends, then fails /readyz, shuts the HTTP
@@ -223,6 +358,7 @@ func Run(ctx context.Context, d Deps) error {
 		IdleTimeout:       d.Config.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(d.Log.Handler(), slog.LevelWarn),
 	}
+	srv.RegisterOnShutdown(edge.StopStreams)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {

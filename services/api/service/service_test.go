@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/open-egs/egs/libs/bus"
@@ -191,7 +192,7 @@ func TestRun(t *testing.T) {
 		t.Errorf("items = %v", items)
 	}
 	mu.Lock()
-	if len(seen) != 1 || seen[0].Caller != (rpc.Caller{Subject: "kid1", Role: "Editor", Workspace: "ws"}) {
+	if len(seen) != 1 || !cmp.Equal(seen[0].Caller, rpc.Caller{Subject: "kid1", Role: "Editor", Workspace: "ws"}) {
 		t.Errorf("scheduler saw %+v", seen)
 	}
 	mu.Unlock()

@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -40,7 +41,9 @@ import (
 	"github.com/open-egs/egs/services/auth/internal/kvstore"
 	"github.com/open-egs/egs/services/auth/internal/natsapi"
 	"github.com/open-egs/egs/services/auth/internal/natspub"
+	"github.com/open-egs/egs/services/auth/internal/oauth"
 	"github.com/open-egs/egs/services/auth/internal/signing"
+	"github.com/open-egs/egs/services/auth/internal/users"
 )
 
 // Name is the service's name: the micro service name and queue group.
@@ -51,8 +54,10 @@ const Version = "0.1.0"
 
 // Files the service keeps in Config.DataDir.
 const (
-	SigningKeyFileName   = "auth-signing-key.pem"
-	BootstrapKeyFileName = "bootstrap-api-key"
+	SigningKeyFileName    = "auth-signing-key.pem"
+	RetiredKeysFileSuffix = ".retired.json" // beside the signing key: retired keys still in the JWKS
+	BootstrapKeyFileName  = "bootstrap-api-key"
+	HMACSecretFileName    = "oauth-hmac-secret"
 )
 
 // MinBootstrapKeyLen is the shortest accepted configured bootstrap secret.
@@ -71,6 +76,20 @@ type Config struct {
 	// BootstrapAPIKey is the secret of the Owner key named "bootstrap". A
 	// secret: never log it.
 	BootstrapAPIKey string
+	// RedisURL is the Redis of the OAuth2 issuer's state; "" disables the
+	// issuer (users, logins and API keys work without it).
+	RedisURL string
+	// IssuerURL is the issuer's public base URL (the edge's address).
+	IssuerURL string
+	// EdgeSecret authenticates the edge when it tells the issuer who the
+	// portal user of an authorization request is. A secret.
+	EdgeSecret string
+	// OAuthHTTPAddr, when set, serves the issuer on its own listener (auth
+	// deployed apart from the edges, which proxy to it).
+	OAuthHTTPAddr string
+	// IdPConfig is the file of upstream OpenID providers for portal logins
+	// (JSON, docs/auth.md); "" offers none. IdP logins need Redis.
+	IdPConfig string
 }
 
 // RegisterFlags registers the service's flags on fs, with their defaults.
@@ -82,6 +101,11 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.DataDir, "data.dir", "", "Directory for the signing key and the generated bootstrap API key.")
 	fs.StringVar(&c.BootstrapAPIKey, "bootstrap.api-key", "",
 		"Secret of the bootstrap Owner API key. Default: generate one at first start and print it once.")
+	fs.StringVar(&c.RedisURL, "redis.url", "", "Redis of the OAuth2 issuer (codes, refresh tokens, revocations); empty disables the issuer.")
+	fs.StringVar(&c.IssuerURL, "oauth.issuer", "", "Public base URL of the OAuth2/OIDC issuer (the edges' address, with their path prefix).")
+	fs.StringVar(&c.EdgeSecret, "oauth.edge-secret", "", "Shared secret by which the edges vouch for the portal user of an authorization request.")
+	fs.StringVar(&c.IdPConfig, "idp.config", "", "Upstream OpenID providers for portal logins (JSON file); needs redis.url.")
+	fs.StringVar(&c.OAuthHTTPAddr, "oauth.http-addr", "", "Serve the issuer on this address (when auth runs apart from the edges, which proxy to it).")
 }
 
 // Validate reports every problem of the configuration at once.
@@ -105,6 +129,9 @@ type Deps struct {
 	Ready  func()           // called once when declared and serving; may be nil
 	Stdout io.Writer        // where a generated bootstrap key is shown, once; nil: not shown
 	Now    func() time.Time // the clock; nil: time.Now
+	// Issuer, when set, receives the OAuth2/OIDC issuer's handler once it is
+	// built (the standalone process mounts it on the edge); nil is fine.
+	Issuer func(http.Handler)
 }
 
 // Run declares the auth stream (events.StreamAuth), the API keys bucket
@@ -135,7 +162,7 @@ func Run(ctx context.Context, d Deps) error {
 			return fmt.Errorf("create data dir: %w", err)
 		}
 	}
-	signer, err := loadSigner(d.Config, log)
+	signer, err := loadKeyring(d.Config, log, now)
 	if err != nil {
 		return err
 	}
@@ -153,7 +180,17 @@ func Run(ctx context.Context, d Deps) error {
 	if err := bus.EnsureDeadLetterStream(ctx, js); err != nil {
 		return err
 	}
-	m := apikey.NewManager(kvstore.New(kv), kvstore.NewWorkspaces(js), natspub.New(js), now)
+	usersKV, err := bus.EnsureKV(ctx, js, kvstore.UsersBucket())
+	if err != nil {
+		return err
+	}
+	codesKV, err := bus.EnsureKV(ctx, js, kvstore.CodesBucket())
+	if err != nil {
+		return err
+	}
+	workspaces := kvstore.NewWorkspaces(js)
+	m := apikey.NewManager(kvstore.New(kv), workspaces, natspub.New(js), now)
+	um := users.NewManager(kvstore.NewUsers(usersKV), kvstore.NewCodes(codesKV), workspaces, natspub.NewAudit(js), now)
 	n, err := m.Recover(ctx)
 	if err != nil {
 		return fmt.Errorf("republish api key events: %w", err)
@@ -164,14 +201,31 @@ func Run(ctx context.Context, d Deps) error {
 	if err := bootstrap(ctx, m, d, log); err != nil {
 		return err
 	}
-	svc, err := rpc.Serve(d.NATS, Name, Version, natsapi.New(m, signer, now).Methods(log, d.Config.RPCTimeout)...)
+	audit := natspub.NewAudit(js)
+	issuer, clients, rdb, closeIssuer, err := startIssuer(ctx, d, js, signer, um, workspaces, audit, log, now)
+	if err != nil {
+		return err
+	}
+	defer closeIssuer()
+	idps, err := loadIdP(d.Config, rdb, um, workspaces, now)
+	if err != nil {
+		return err
+	}
+	methods := natsapi.New(m, signer, now).Methods(log, d.Config.RPCTimeout)
+	methods = append(methods, natsapi.NewUserHandlers(um, m, log).Methods(log, d.Config.RPCTimeout)...)
+	methods = append(methods, natsapi.NewOAuthHandlers(clients, signer, audit, now).Methods(log, d.Config.RPCTimeout)...)
+	methods = append(methods, natsapi.NewIdPHandlers(idps, um, log).Methods(log, d.Config.RPCTimeout)...)
+	svc, err := rpc.Serve(d.NATS, Name, Version, methods...)
 	if err != nil {
 		return err
 	}
 	cctx, stopConsumer := context.WithCancel(ctx)
 	defer stopConsumer()
 	consumed := make(chan error, 1)
-	go func() { consumed <- consumeWorkspaceDeletions(cctx, js, m, log) }()
+	go func() { consumed <- consumeWorkspaceDeletions(cctx, js, m, um, log) }()
+	if issuer != nil && d.Issuer != nil {
+		d.Issuer(issuer)
+	}
 	log.Info("auth service ready")
 	if d.Ready != nil {
 		d.Ready()
@@ -201,7 +255,8 @@ func Run(ctx context.Context, d Deps) error {
 // its deletions and handles them until ctx ends, when it returns nil. Until
 // the consumer is declared, failures are logged and retried: meanwhile a
 // deleted workspace's keys still fail to exchange.
-func consumeWorkspaceDeletions(ctx context.Context, js jetstream.JetStream, m *apikey.Manager, log *slog.Logger) error {
+func consumeWorkspaceDeletions(ctx context.Context, js jetstream.JetStream, m *apikey.Manager, um *users.Manager,
+	log *slog.Logger) error {
 	spec := bus.ConsumerSpec{Stream: events.StreamWorkspace, Durable: natsapi.DurableWorkspaces,
 		FilterSubjects: []string{events.SubjectWorkspaceDeleted}}
 	var cons jetstream.Consumer
@@ -225,28 +280,41 @@ func consumeWorkspaceDeletions(ctx context.Context, js jetstream.JetStream, m *a
 		}
 	}
 	log.Info("consuming workspace deletions", "stream", spec.Stream, "durable", spec.Durable)
-	return bus.Consume(ctx, js, cons, spec, natsapi.WorkspaceDeleted(m, log), log)
+	return bus.Consume(ctx, js, cons, spec, natsapi.WorkspaceDeleted(m, log, um), log)
 }
 
-func loadSigner(cfg Config, log *slog.Logger) (*signing.Signer, error) {
+// loadKeyring loads the signing key and the keys it replaced (kept in the
+// JWKS until the tokens they signed have expired).
+func loadKeyring(cfg Config, log *slog.Logger, now func() time.Time) (*signing.Keyring, error) {
+	var (
+		s    *signing.Signer
+		path string
+		err  error
+	)
 	switch {
 	case cfg.SigningKeyFile != "":
-		return signing.LoadFile(cfg.SigningKeyFile)
+		path = cfg.SigningKeyFile
+		s, err = signing.LoadFile(path)
 	case cfg.DataDir != "":
-		path := filepath.Join(cfg.DataDir, SigningKeyFileName)
-		s, created, err := signing.LoadOrCreate(path)
-		if err != nil {
-			return nil, err
-		}
+		path = filepath.Join(cfg.DataDir, SigningKeyFileName)
+		var created bool
+		s, created, err = signing.LoadOrCreate(path)
 		if created {
 			log.Info("created token signing key", "path", path)
 		}
-		return s, nil
 	default:
 		log.Warn("no signing.key.file or data.dir: using an ephemeral signing key; " +
 			"tokens will not verify after a restart and replicas will not agree")
-		return signing.Generate()
+		s, err = signing.Generate()
 	}
+	if err != nil {
+		return nil, err
+	}
+	retired := ""
+	if path != "" {
+		retired = path + RetiredKeysFileSuffix
+	}
+	return signing.NewKeyring(s, path, retired, oauth.MaxTokenTTL+5*time.Minute, now)
 }
 
 // bootstrap makes sure the bootstrap Owner key exists. A generated secret is

@@ -4,19 +4,39 @@ import (
 	"fmt"
 
 	"k8s.io/apimachinery/pkg/util/validation"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/open-egs/egs/libs/events"
+	"github.com/open-egs/egs/services/provisioner/internal/clusters"
 	"github.com/open-egs/egs/services/provisioner/sim"
 )
 
-// clusters builds the clusters of cfg: the kubeconfig's one real cluster,
-// else the scenario file's simulated clusters, else the built-in scenario.
-func clusters(cfg Config) (map[string]kubernetes.Interface, error) {
+// staticClusters builds the clusters of d: Deps.Clusters and Deps.RESTConfigs
+// when given, else the kubeconfig's one real cluster, else the scenario
+// file's simulated clusters, else the built-in scenario.
+func staticClusters(d Deps) ([]*clusters.Cluster, error) {
+	var out []*clusters.Cluster
+	if d.Clusters != nil || d.RESTConfigs != nil {
+		for name, kc := range d.Clusters {
+			out = append(out, clusters.FromClient(name, kc))
+		}
+		for name, rc := range d.RESTConfigs {
+			c, err := clusters.FromREST(name, rc)
+			if err != nil {
+				return nil, fmt.Errorf("kubernetes client for %s: %w", name, err)
+			}
+			out = append(out, c)
+		}
+		return out, nil
+	}
+	cfg := d.Config
 	if cfg.KubeConfig != "" {
-		return kubeCluster(cfg.KubeConfig, cfg.ClusterName)
+		c, err := kubeCluster(cfg.KubeConfig, cfg.ClusterName)
+		if err != nil {
+			return nil, err
+		}
+		return []*clusters.Cluster{c}, nil
 	}
 	s := sim.Default()
 	if cfg.Scenario != "" {
@@ -25,10 +45,26 @@ func clusters(cfg Config) (map[string]kubernetes.Interface, error) {
 			return nil, err
 		}
 	}
-	return sim.Clientsets(s), nil
+	for name, kc := range sim.Clientsets(s) {
+		out = append(out, clusters.FromClient(name, kc))
+	}
+	return out, nil
 }
 
-func kubeCluster(path, name string) (map[string]kubernetes.Interface, error) {
+// InCluster is the -kubeconfig value that serves the cluster the provisioner runs in.
+const InCluster = "in-cluster"
+
+func kubeCluster(path, name string) (*clusters.Cluster, error) {
+	if path == InCluster {
+		if name == "" {
+			name = "local"
+		}
+		rc, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("in-cluster credentials: %w", err)
+		}
+		return clusters.FromREST(name, rc)
+	}
 	loader := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
 		&clientcmd.ClientConfigLoadingRules{ExplicitPath: path}, &clientcmd.ConfigOverrides{})
 	if name == "" {
@@ -45,15 +81,9 @@ func kubeCluster(path, name string) (map[string]kubernetes.Interface, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load kubeconfig %s: %w", path, err)
 	}
-	kc, err := kubernetes.NewForConfig(rc)
+	c, err := clusters.FromREST(name, rc)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client for %s: %w", name, err)
 	}
-	return map[string]kubernetes.Interface{name: kc}, nil
-}
-
-// simulated reports whether kc is a simulated (fake) cluster.
-func simulated(kc kubernetes.Interface) bool {
-	_, ok := kc.(*fake.Clientset)
-	return ok
+	return c, nil
 }

@@ -1,7 +1,6 @@
 package service
 
 import (
-	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -39,19 +38,20 @@ func TestClusters(t *testing.T) {
 		cfg       Config
 		want      []string
 		simulated bool
+		server    string
 		wantErr   string
 	}{
 		"default scenario":        {want: []string{"worker-1", "worker-2"}, simulated: true},
 		"scenario file":           {cfg: Config{Scenario: scenario}, want: []string{"s1"}, simulated: true},
 		"missing scenario":        {cfg: Config{Scenario: filepath.Join(dir, "none")}, wantErr: "read scenario"},
-		"kubeconfig context":      {cfg: Config{KubeConfig: good, Scenario: scenario}, want: []string{"lab-1"}},
+		"kubeconfig context":      {cfg: Config{KubeConfig: good, Scenario: scenario}, want: []string{"lab-1"}, server: "https://127.0.0.1:6443"},
 		"kubeconfig named":        {cfg: Config{KubeConfig: odd, ClusterName: "lab"}, want: []string{"lab"}},
 		"context not a name":      {cfg: Config{KubeConfig: odd}, wantErr: "set -cluster.name"},
 		"missing kubeconfig file": {cfg: Config{KubeConfig: filepath.Join(dir, "none")}, wantErr: "kubeconfig"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			got, err := clusters(tc.cfg)
+			got, err := staticClusters(Deps{Config: tc.cfg})
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("clusters error = %v, want one containing %q", err, tc.wantErr)
@@ -61,14 +61,19 @@ func TestClusters(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			names := slices.Sorted(maps.Keys(got))
+			var names []string
+			for _, c := range got {
+				names = append(names, c.Name)
+				if c.Simulated != tc.simulated {
+					t.Errorf("cluster %s simulated = %v, want %v", c.Name, c.Simulated, tc.simulated)
+				}
+				if tc.server != "" && c.Server != tc.server {
+					t.Errorf("cluster %s server = %q, want %q", c.Name, c.Server, tc.server)
+				}
+			}
+			slices.Sort(names)
 			if !slices.Equal(names, tc.want) {
 				t.Errorf("clusters = %v, want %v", names, tc.want)
-			}
-			for n, kc := range got {
-				if simulated(kc) != tc.simulated {
-					t.Errorf("cluster %s simulated = %v, want %v", n, simulated(kc), tc.simulated)
-				}
 			}
 		})
 	}

@@ -16,12 +16,17 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/open-egs/egs/libs/bus"
 	"github.com/open-egs/egs/libs/events"
 	"github.com/open-egs/egs/libs/rpc"
+	"github.com/open-egs/egs/services/provisioner/internal/clusters"
 	"github.com/open-egs/egs/services/provisioner/internal/k8sinventory"
 	"github.com/open-egs/egs/services/provisioner/internal/natsapi"
+	"github.com/open-egs/egs/services/provisioner/internal/reconcile"
+	"github.com/open-egs/egs/services/provisioner/internal/registration"
+	"github.com/open-egs/egs/services/provisioner/internal/workspaces"
 )
 
 // Name is the service name (micro service, queue group, log attribute).
@@ -43,10 +48,14 @@ type Deps struct {
 	Log    *slog.Logger // required
 	Ready  func()       // called once, when the inventory is in the KV and intake runs
 
-	// Clusters are the clusters served, by name. When nil, Run builds them
-	// from Config: -kubeconfig, else -scenario, else sim.Default(). Fake
-	// clientsets are registered as simulated.
+	// Clusters are the clusters served, by name. When both Clusters and
+	// RESTConfigs are nil, Run builds them from Config: -kubeconfig, else
+	// -scenario, else sim.Default(). Fake clientsets are registered as
+	// simulated.
 	Clusters map[string]kubernetes.Interface
+	// RESTConfigs are real clusters served, by name; their server and CA go
+	// into issued kubeconfigs.
+	RESTConfigs map[string]*rest.Config
 	// CrashPoint, when set (tests only), is called at CrashAfterApply (nodes
 	// patched, applied not yet published) and CrashAfterRemove.
 	CrashPoint func(point string)
@@ -58,6 +67,7 @@ type Deps struct {
 // clusters, syncs the inventory, then serves commands and RPCs until ctx
 // ends. It returns nil after a clean shutdown.
 func Run(ctx context.Context, d Deps) error {
+	d.Config = d.Config.withDefaults()
 	if err := d.Config.Validate(); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
@@ -67,18 +77,18 @@ func Run(ctx context.Context, d Deps) error {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	kcs := d.Clusters
-	if kcs == nil {
-		var err error
-		if kcs, err = clusters(d.Config); err != nil {
-			return err
-		}
+	static, err := staticClusters(d)
+	if err != nil {
+		return err
 	}
-	for name := range kcs {
-		if !events.ValidToken(name) {
-			return fmt.Errorf("cluster name %q is not a valid subject token", name)
+	kcs := make(map[string]kubernetes.Interface, len(static))
+	for _, c := range static {
+		if !events.ValidToken(c.Name) {
+			return fmt.Errorf("cluster name %q is not a valid subject token", c.Name)
 		}
+		kcs[c.Name] = c.Client
 	}
+	reg := clusters.NewRegistry(static...)
 
 	js, err := jetstream.New(d.NATS)
 	if err != nil {
@@ -121,6 +131,13 @@ func Run(ctx context.Context, d Deps) error {
 	if err != nil {
 		return err
 	}
+	credsKV, err := bus.EnsureKV(ctx, js, jetstream.KeyValueConfig{
+		Bucket: events.BucketClusterCredentials, History: 1, Storage: jetstream.FileStorage,
+		Description: "sealed kubeconfigs of clusters registered at run time; owner: provisioner",
+	})
+	if err != nil {
+		return err
+	}
 	spec := bus.ConsumerSpec{
 		Stream:         events.StreamCommands,
 		Durable:        events.DurableProvisionerCommands,
@@ -132,30 +149,43 @@ func Run(ctx context.Context, d Deps) error {
 	if err != nil {
 		return err
 	}
-	registered := make(map[string]bool, len(kcs))
-	for name, kc := range kcs {
-		registered[name] = simulated(kc)
+	var sealer *registration.Sealer
+	if d.Config.CredentialsKeyFile != "" {
+		if sealer, err = registration.LoadOrCreateKey(d.Config.CredentialsKeyFile); err != nil {
+			return err
+		}
 	}
-	if err := k8sinventory.RegisterClusters(ctx, clusterKV, registered, d.Now()); err != nil {
+	served := &served{}
+	mgr := registration.New(registration.Config{Credentials: credsKV, Clusters: clusterKV, Sealer: sealer,
+		Registry: reg, Served: served, Log: d.Log, Now: d.Now, HealthInterval: d.Config.HealthInterval})
+	if err := mgr.Load(ctx); err != nil {
 		return err
+	}
+	for _, c := range reg.List() {
+		kcs[c.Name] = c.Client
 	}
 
 	pub := bus.NewPublisher(js)
 	syncer, err := k8sinventory.New(k8sinventory.Config{
 		Clusters: kcs, KV: invKV, Stream: invStream, Pub: pub,
-		Log: d.Log, Now: d.Now, Workers: d.Config.InventoryWorkers,
+		Log: d.Log, Now: d.Now, Workers: d.Config.InventoryWorkers, SyncTimeout: d.Config.SyncTimeout,
 	})
 	if err != nil {
 		return err
 	}
-	cmds := &natsapi.Commands{Clusters: kcs, Pub: pub, Log: d.Log, Now: d.Now, Provision: provStream, CrashPoint: d.CrashPoint}
-	known := make(map[string]bool, len(registered))
-	for name := range registered {
-		known[name] = true
-	}
-	queries := &natsapi.Queries{Inventory: syncer, Clusters: known}
+	var rec *reconcile.Reconciler
+	wsCache := workspaces.New(js, d.Log, func(name string) { rec.Enqueue(name) })
+	rec = reconcile.New(reg, wsCache, d.Log, d.Config.ReconcileInterval)
+	served.syncer, served.rec = syncer, rec
+	cmds := &natsapi.Commands{Clusters: reg, Workspaces: wsCache, Pub: pub, Log: d.Log, Now: d.Now,
+		Provision: provStream, CrashPoint: d.CrashPoint,
+		EvictionDeadline: d.Config.EvictionDeadline, EvictionWait: min(d.Config.EvictionWait, d.Config.HandlerTimeout/2)}
+	queries := &natsapi.Queries{Inventory: syncer, Clusters: reg, Workspaces: wsCache, TokenTTL: d.Config.TokenTTL, Log: d.Log}
 
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return wsCache.Run(gctx) })
+	g.Go(func() error { return rec.Run(gctx) })
+	g.Go(func() error { return mgr.Run(gctx) })
 	synced := make(chan struct{})
 	g.Go(func() error { return syncer.Run(gctx, func() { close(synced) }) })
 	g.Go(func() error {
@@ -168,6 +198,9 @@ func Run(ctx context.Context, d Deps) error {
 		svc, err := rpc.Serve(d.NATS, Name, Version,
 			rpc.Method{Subject: events.RPCInventoryList, Handler: rpc.Handle(d.Log, d.Config.RPCTimeout, queries.InventoryList)},
 			rpc.Method{Subject: events.RPCKubeConfig, Handler: rpc.Handle(d.Log, d.Config.RPCTimeout, queries.KubeConfig)},
+			rpc.Method{Subject: events.RPCClusterRegister, Handler: rpc.Handle(d.Log, d.Config.RPCTimeout, mgr.Register)},
+			rpc.Method{Subject: events.RPCClusterUnregister, Handler: rpc.Handle(d.Log, d.Config.RPCTimeout, mgr.Unregister)},
+			rpc.Method{Subject: events.RPCClusterList, Handler: rpc.Handle(d.Log, d.Config.RPCTimeout, mgr.List)},
 		)
 		if err != nil {
 			return err
@@ -191,4 +224,23 @@ func Run(ctx context.Context, d Deps) error {
 	}
 	d.Log.Info("stopped")
 	return nil
+}
+
+// served starts and stops serving clusters registered at run time: the
+// inventory follows their nodes, the reconciler sets up their workspaces.
+type served struct {
+	syncer *k8sinventory.Syncer
+	rec    *reconcile.Reconciler
+}
+
+func (s *served) AddCluster(name string, c *clusters.Cluster) error {
+	if err := s.syncer.AddCluster(name, c.Client); err != nil {
+		return err
+	}
+	s.rec.Resync()
+	return nil
+}
+
+func (s *served) RemoveCluster(ctx context.Context, name string) error {
+	return s.syncer.RemoveCluster(ctx, name)
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -222,9 +223,9 @@ func TestProvisioner(t *testing.T) {
 			req  rpc.KubeConfigRequest
 			want rpc.Code
 		}{
-			"registered cluster": {req: rpc.KubeConfigRequest{Workspace: "team-a", Cluster: "worker-1"}, want: rpc.NotImplemented},
-			"unknown cluster":    {req: rpc.KubeConfigRequest{Workspace: "team-a", Cluster: "worker-9"}, want: rpc.NotFound},
-			"bad workspace":      {req: rpc.KubeConfigRequest{Workspace: "Team A", Cluster: "worker-1"}, want: rpc.BadRequest},
+			"unknown workspace": {req: rpc.KubeConfigRequest{Workspace: "team-z", Cluster: "worker-1"}, want: rpc.NotFound},
+			"unknown cluster":   {req: rpc.KubeConfigRequest{Workspace: "team-a", Cluster: "worker-9"}, want: rpc.NotFound},
+			"bad workspace":     {req: rpc.KubeConfigRequest{Workspace: "Team A", Cluster: "worker-1"}, want: rpc.BadRequest},
 			"other workspace": {req: rpc.KubeConfigRequest{Caller: rpc.Caller{Role: "Editor", Workspace: "team-b"},
 				Workspace: "team-a", Cluster: "worker-1"}, want: rpc.Forbidden},
 		}
@@ -236,6 +237,29 @@ func TestProvisioner(t *testing.T) {
 				}
 			})
 		}
+		t.Run("simulated cluster: a kubeconfig on the first namespace", func(t *testing.T) {
+			kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: events.BucketWorkspaces})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := json.Marshal(rpc.Workspace{Name: "team-a", Clusters: []string{"worker-1"}, Namespaces: []string{"team-a-ml", "team-a-dev"}})
+			if _, err := kv.Put(ctx, "team-a", b); err != nil {
+				t.Fatal(err)
+			}
+			kc, err := rpc.Call[rpc.KubeConfig](ctx, nc, events.RPCKubeConfig, rpc.KubeConfigRequest{Workspace: "team-a", Cluster: "worker-1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range []string{"current-context: team-a@worker-1", "namespace: team-a-ml", "token: simulated-team-a"} {
+				if !strings.Contains(kc.KubeConfig, want) {
+					t.Errorf("kubeconfig lacks %q:\n%s", want, kc.KubeConfig)
+				}
+			}
+			_, err = rpc.Call[rpc.KubeConfig](ctx, nc, events.RPCKubeConfig, rpc.KubeConfigRequest{Workspace: "team-a", Cluster: "worker-2"})
+			if got := rpc.CodeOf(err); got != rpc.NotFound {
+				t.Errorf("cluster outside the workspace: code = %s (%v), want NOT_FOUND", got, err)
+			}
+		})
 	})
 
 	apply := events.ProvisionCommand{GPRID: "gpr-1", Workspace: "team-a", Cluster: "worker-1", Nodes: []string{"w1-h100-0", "w1-h100-1"}, Seq: 3}

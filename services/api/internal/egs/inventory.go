@@ -107,12 +107,23 @@ func (inv Inventory) OnlyWorkspace(ws string) Inventory {
 	return Inventory{ManagedNodes: onlyWorkspace(inv.ManagedNodes, ws), UnmanagedNodes: onlyWorkspace(inv.UnmanagedNodes, ws)}
 }
 
+// OnlyWorkspaces is OnlyWorkspace for a caller of several workspaces: the
+// allocations of the workspaces allowed reports true for are kept.
+func (inv Inventory) OnlyWorkspaces(allowed func(ws string) bool) Inventory {
+	return Inventory{ManagedNodes: onlyWorkspaces(inv.ManagedNodes, allowed),
+		UnmanagedNodes: onlyWorkspaces(inv.UnmanagedNodes, allowed)}
+}
+
 func onlyWorkspace(nodes []Node, ws string) []Node {
+	return onlyWorkspaces(nodes, func(w string) bool { return w == ws })
+}
+
+func onlyWorkspaces(nodes []Node, allowed func(ws string) bool) []Node {
 	out := make([]Node, 0, len(nodes))
 	for _, n := range nodes {
 		own := make([]Allocation, 0, len(n.Allocation))
 		for _, a := range n.Allocation {
-			if a.SliceName == ws {
+			if allowed(a.SliceName) {
 				own = append(own, a)
 			}
 		}

@@ -120,8 +120,13 @@ func (a *Authenticator) Authenticate(ctx context.Context, raw string) (rpc.Calle
 	if err != nil {
 		return rpc.Caller{}, errUnauthenticated
 	}
-	if claims.Subject == "" || a.revoked(claims.Subject) {
+	if claims.Subject == "" || a.revoked(claims.Subject) || claims.ID != "" && a.revoked(jtiKey(claims.ID)) {
 		return rpc.Caller{}, errUnauthenticated
+	}
+	if strings.HasPrefix(claims.Subject, rpc.UserSubjectPrefix) {
+		// A user's token (OAuth2 authorization_code): the edge reads the
+		// user's roles anew instead of trusting the claims (principal.go).
+		return rpc.Caller{Subject: claims.Subject}, nil
 	}
 	c := rpc.Caller{Subject: claims.Subject, Role: claims.Role}
 	switch claims.Role {
@@ -156,6 +161,30 @@ func (a *Authenticator) RevokeAt(keyID string, deletedAt time.Time) {
 	if now.Before(until) && until.After(a.denied[keyID]) {
 		a.denied[keyID] = until
 	}
+}
+
+// DenyUntil refuses tokens whose subject (or, with jtiKey, whose id) is key
+// until until.
+func (a *Authenticator) DenyUntil(key string, until time.Time) {
+	now := a.now()
+	a.denyMu.Lock()
+	defer a.denyMu.Unlock()
+	if now.Before(until) && until.After(a.denied[key]) {
+		a.denied[key] = until
+	}
+}
+
+// jtiKey is the deny list key of a token id.
+func jtiKey(jti string) string { return "jti:" + jti }
+
+// ForceRefresh fetches the JWKS now, whatever the rate limit (a signing key
+// was rotated or revoked).
+func (a *Authenticator) ForceRefresh(ctx context.Context) error {
+	a.refreshMu.Lock()
+	a.lastFetch = time.Time{}
+	a.refreshMu.Unlock()
+	_, err := a.Refresh(ctx)
+	return err
 }
 
 func (a *Authenticator) revoked(sub string) bool {
@@ -203,7 +232,7 @@ func (a *Authenticator) CatchUpRevocations(ctx context.Context, js jetstream.Jet
 	}
 	start := a.now().Add(-token.TTL)
 	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects:    []string{SubjectAPIKeyDeleted},
+		FilterSubjects:    []string{SubjectAPIKeyDeleted, events.SubjectOAuthRevoked, events.SubjectClientDeleted},
 		DeliverPolicy:     jetstream.DeliverByStartTimePolicy,
 		OptStartTime:      &start,
 		InactiveThreshold: 30 * time.Second,
@@ -229,7 +258,10 @@ func (a *Authenticator) CatchUpRevocations(ctx context.Context, js jetstream.Jet
 			}
 			last = meta.NumPending == 0
 			if id, ok := deletedKeyID(m.Subject()); ok {
-				a.RevokeAt(id, meta.Timestamp)
+				a.RevokeAt(id, meta.Timestamp) // an API key or an OAuth2 client
+				n++
+			} else {
+				a.applyOAuth(m.Subject(), m.Data())
 				n++
 			}
 		}
@@ -242,10 +274,11 @@ func (a *Authenticator) CatchUpRevocations(ctx context.Context, js jetstream.Jet
 	}
 }
 
-// deletedKeyID returns the key id of egs.auth.v1.apikey.<keyId>.deleted.
+// deletedKeyID returns the id of egs.auth.v1.apikey.<keyId>.deleted or of
+// egs.auth.v1.client.<clientId>.deleted.
 func deletedKeyID(subject string) (string, bool) {
 	toks := strings.Split(subject, ".")
-	if len(toks) != 6 || toks[4] == "" || toks[5] != "deleted" {
+	if len(toks) != 6 || toks[4] == "" || toks[5] != "deleted" || toks[3] != "apikey" && toks[3] != events.AuthFamilyClient {
 		return "", false
 	}
 	return toks[4], true

@@ -187,6 +187,12 @@ func checkEnvelope(t *testing.T, what string, r response) {
 		}
 		return
 	}
+	if r.status == http.StatusCreated {
+		if r.env["status"] != "CREATED" || r.env["message"] != "Created" || r.env["error"] != nil {
+			t.Errorf("%s: created envelope wrong: %s", what, r.body)
+		}
+		return
+	}
 	e, ok := r.env["error"].(map[string]any)
 	if !ok && !strings.Contains(what, "/api/v1/auth") {
 		t.Errorf("%s: error object missing: %s", what, r.body)

@@ -122,14 +122,14 @@ func (s *Server) deleteWorkspace(c echo.Context) error {
 // for an Editor or Viewer.
 func (s *Server) listWorkspaces(c echo.Context) error {
 	caller := callerOf(c.Request().Context())
-	l, err := call[rpc.WorkspaceList](c, s, events.RPCWorkspaceList, rpc.ListWorkspacesRequest{Scope: caller.Workspace})
+	l, err := call[rpc.WorkspaceList](c, s, events.RPCWorkspaceList, rpc.ListWorkspacesRequest{Scope: scope(caller)})
 	if err != nil {
 		return err
 	}
 	if caller.Workspace != "" { // whatever the service did with Scope
 		own := l.Workspaces[:0:0]
 		for _, w := range l.Workspaces {
-			if w.Name == caller.Workspace {
+			if caller.Allows(w.Name) {
 				own = append(own, w)
 			}
 		}
@@ -196,7 +196,7 @@ func (s *Server) inventory(c echo.Context) error {
 		// Every role reads the inventory (D15), but a caller bound to a
 		// workspace sees only its own workspace's GPRs in the allocations;
 		// counts and node states still reflect every workspace.
-		out = out.OnlyWorkspace(caller.Workspace)
+		out = out.OnlyWorkspaces(caller.Allows)
 	}
 	return ok(c, out)
 }

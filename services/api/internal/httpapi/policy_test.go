@@ -202,3 +202,52 @@ func TestMoveGPR(t *testing.T) {
 		t.Errorf("move request %+v", got)
 	}
 }
+
+func TestAdminClusters(t *testing.T) {
+	f := newFixture(t, "")
+	owner := f.token("o", "Owner", "", time.Minute)
+	var reg recorder[rpc.ClusterRegisterRequest]
+	f.serve(
+		method(events.RPCClusterRegister, func(_ context.Context, req rpc.ClusterRegisterRequest) (events.Cluster, error) {
+			reg.set(req)
+			return events.Cluster{Name: req.Name}, nil
+		}),
+		method(events.RPCClusterList, func(_ context.Context, _ rpc.ClusterListRequest) (rpc.ClusterList, error) {
+			return rpc.ClusterList{Clusters: []events.Cluster{{Name: "kube-a"}}}, nil
+		}),
+		method(events.RPCClusterUnregister, func(_ context.Context, req rpc.ClusterRef) (events.Cluster, error) {
+			if req.Name == "nope" {
+				return events.Cluster{}, rpc.Errorf(rpc.NotFound, "cluster nope is not registered")
+			}
+			return events.Cluster{Name: req.Name}, nil
+		}),
+	)
+	kc := `{"name":"kube-b","kubeConfig":"apiVersion: v1\nkind: Config\n"}`
+	tests := map[string]struct {
+		method, path, token, body string
+		wantStatus                int
+	}{
+		"register":             {"POST", "/api/v1/admin/clusters", owner, kc, 201},
+		"register as admin":    {"POST", "/api/v1/admin/clusters", testAdminToken, kc, 201},
+		"register no config":   {"POST", "/api/v1/admin/clusters", owner, `{"name":"kube-b"}`, 422},
+		"register bad name":    {"POST", "/api/v1/admin/clusters", owner, `{"name":"a.b","kubeConfig":"x"}`, 422},
+		"register malformed":   {"POST", "/api/v1/admin/clusters", owner, `{"name":`, 400},
+		"register as editor":   {"POST", "/api/v1/admin/clusters", f.token("e", "Editor", "ws", time.Minute), kc, 403},
+		"list":                 {"GET", "/api/v1/admin/clusters", owner, "", 200},
+		"list as viewer":       {"GET", "/api/v1/admin/clusters", f.token("v", "Viewer", "ws", time.Minute), "", 403},
+		"unregister":           {"DELETE", "/api/v1/admin/clusters/kube-b", owner, "", 200},
+		"unregister unknown":   {"DELETE", "/api/v1/admin/clusters/nope", owner, "", 404},
+		"unregister anonymous": {"DELETE", "/api/v1/admin/clusters/kube-b", "", "", 401},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if r := f.do(tc.method, tc.path, tc.token, tc.body); r.status != tc.wantStatus {
+				t.Fatalf("status = %d %s, want %d", r.status, r.body, tc.wantStatus)
+			}
+		})
+	}
+	f.do("POST", "/api/v1/admin/clusters", owner, `{"name":"kube-c","kubeConfig":"k","server":"https://kube-c:6443"}`)
+	if got := reg.get(); got.Name != "kube-c" || got.KubeConfig != "k" || got.Server != "https://kube-c:6443" || got.Caller.Role != "Owner" {
+		t.Errorf("register request %+v", got)
+	}
+}

@@ -26,7 +26,7 @@ func (s *Server) registerTelemetry(e *echo.Echo, v1 *echo.Group) {
 // telemetryQuery reads the filters every telemetry route shares.
 func telemetryQuery(c echo.Context) (events.TelemetryQuery, error) {
 	q := events.TelemetryQuery{
-		Caller:    events.TelemetryCaller(callerOf(c.Request().Context())),
+		Caller:    events.TelemetryCaller(narrow(callerOf(c.Request().Context()), c.QueryParam("workspace"))),
 		Workspace: c.QueryParam("workspace"),
 		GPRID:     c.QueryParam("gprId"),
 		Cluster:   c.QueryParam("cluster"),

@@ -144,7 +144,7 @@ func (s *Server) listBindings(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	wl, err := call[rpc.WorkspaceList](c, s, events.RPCWorkspaceList, rpc.ListWorkspacesRequest{Scope: caller.Workspace})
+	wl, err := call[rpc.WorkspaceList](c, s, events.RPCWorkspaceList, rpc.ListWorkspacesRequest{Scope: scope(caller)})
 	if err != nil {
 		return err
 	}

@@ -26,15 +26,24 @@ const (
 	MsgUnauthenticated = "Unauthenticated"
 )
 
+// TokenSigner issues access tokens and publishes the keys that verify them
+// (a *signing.Signer or a *signing.Keyring).
+type TokenSigner interface {
+	Issue(subject, role, workspace string, now time.Time) (string, time.Time, error)
+	JWKS() rpc.JWKS
+}
+
+var _ TokenSigner = (*signing.Keyring)(nil)
+
 // Handlers holds the RPC handlers of the auth service.
 type Handlers struct {
 	m      *apikey.Manager
-	signer *signing.Signer
+	signer TokenSigner
 	now    func() time.Time
 }
 
 // New returns the handlers; now is the clock of token issue times.
-func New(m *apikey.Manager, signer *signing.Signer, now func() time.Time) *Handlers {
+func New(m *apikey.Manager, signer TokenSigner, now func() time.Time) *Handlers {
 	if now == nil {
 		now = time.Now
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/open-egs/egs/libs/events"
 	"github.com/open-egs/egs/libs/logkey"
 	"github.com/open-egs/egs/services/auth/internal/apikey"
+	"github.com/open-egs/egs/services/auth/internal/users"
 )
 
 // DurableWorkspaces is the auth service's durable consumer of workspace
@@ -26,7 +27,10 @@ const DurableWorkspaces = events.DurableAuthWorkspaces
 // nothing more; their deleted events have fixed ids, so a retry after a
 // partial failure publishes no duplicates. An event that names no valid
 // workspace is dead-lettered.
-func WorkspaceDeleted(m *apikey.Manager, log *slog.Logger) bus.Handler {
+//
+// When users is set, the workspace is also removed from every user holding
+// a role in it (each change with its egs.auth.v1.user.<userId>.updated event).
+func WorkspaceDeleted(m *apikey.Manager, log *slog.Logger, userMgr ...*users.Manager) bus.Handler {
 	return func(ctx context.Context, ev bus.Event, msg jetstream.Msg) error {
 		ws, ok := deletedWorkspace(msg.Subject())
 		if !ok {
@@ -47,6 +51,15 @@ func WorkspaceDeleted(m *apikey.Manager, log *slog.Logger) bus.Handler {
 		if n > 0 {
 			log.InfoContext(ctx, "deleted the api keys of a deleted workspace", logkey.Workspace, ws,
 				logkey.EventID, ev.ID, "count", n)
+		}
+		for _, um := range userMgr {
+			n, err := um.RemoveWorkspace(ctx, ws)
+			if err != nil {
+				return err
+			}
+			if n > 0 {
+				log.InfoContext(ctx, "removed a deleted workspace from its users", logkey.Workspace, ws, "count", n)
+			}
 		}
 		return nil
 	}

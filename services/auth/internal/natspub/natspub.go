@@ -38,7 +38,7 @@ func New(js jetstream.JetStream) *Events { return &Events{pub: bus.NewPublisher(
 func Stream() jetstream.StreamConfig {
 	return bus.StreamDefaults(jetstream.StreamConfig{
 		Name:        events.StreamAuth,
-		Description: "Auth events (API keys); owner: auth service",
+		Description: "Auth events (API keys, users, tokens, sessions, logins, OAuth2); owner: auth service",
 		Subjects:    []string{events.SubjectAuthAll},
 		Storage:     jetstream.FileStorage,
 	})
@@ -72,4 +72,30 @@ func (e *Events) publish(ctx context.Context, k apikey.Key, name string, rev uin
 		return err
 	}
 	return e.pub.Publish(ctx, subject, ev)
+}
+
+// Audit publishes the auth service's audit events,
+// egs.auth.v1.<family>.<id>.<event>, whose payload (events.AuthAudit) never
+// holds a secret.
+type Audit struct {
+	pub *bus.Publisher
+}
+
+// NewAudit returns an audit publisher on js.
+func NewAudit(js jetstream.JetStream) *Audit { return &Audit{pub: bus.NewPublisher(js)} }
+
+// Publish publishes one audit event; eventID "" gets a fresh id.
+func (a *Audit) Publish(ctx context.Context, family, id, ev, eventID string, p events.AuthAudit) error {
+	subject, err := events.AuthSubject(family, id, ev)
+	if err != nil {
+		return err
+	}
+	if eventID == "" {
+		eventID = bus.NewID()
+	}
+	e, err := bus.NewEvent(eventID, Source, events.EventType(family, ev), id, p.At, p)
+	if err != nil {
+		return err
+	}
+	return a.pub.Publish(ctx, subject, e)
 }

@@ -50,7 +50,7 @@ func FromNode(cluster string, n *corev1.Node, at time.Time) (node events.Node, o
 		GPUCount:      int(q.Value()),
 		Managed:       labels[LabelManaged] != "false",
 		Ready:         ready(n),
-		Unschedulable: n.Spec.Unschedulable,
+		Unschedulable: n.Spec.Unschedulable || conditionTainted(n),
 		CloudProvider: CloudProvider(n.Spec.ProviderID),
 		Region:        labels[LabelRegion],
 		Workspace:     labels[LabelWorkspace],
@@ -80,6 +80,24 @@ func memoryGB(mib string) int {
 		return 0
 	}
 	return int(math.Round(v / 1024))
+}
+
+// conditionTainted reports whether the node carries a NoSchedule or
+// NoExecute taint that Kubernetes or the cloud provider put there for its
+// condition (node.kubernetes.io/not-ready, unreachable, memory-pressure,
+// unschedulable, node.cloudprovider.kubernetes.io/uninitialized, ...): no new
+// pod lands there, so it takes no new work. Other taints (the workspace's,
+// nvidia.com/gpu) are tolerated by the pods meant for the node.
+func conditionTainted(n *corev1.Node) bool {
+	for _, t := range n.Spec.Taints {
+		if t.Effect != corev1.TaintEffectNoSchedule && t.Effect != corev1.TaintEffectNoExecute {
+			continue
+		}
+		if strings.HasPrefix(t.Key, "node.kubernetes.io/") || strings.HasPrefix(t.Key, "node.cloudprovider.kubernetes.io/") {
+			return true
+		}
+	}
+	return false
 }
 
 func ready(n *corev1.Node) bool {

@@ -38,7 +38,11 @@ func (b nodeBuilder) ready(s corev1.ConditionStatus) nodeBuilder {
 	b.n.Status.Conditions[0].Status = s
 	return b
 }
-func (b nodeBuilder) cordoned() nodeBuilder          { b.n.Spec.Unschedulable = true; return b }
+func (b nodeBuilder) cordoned() nodeBuilder { b.n.Spec.Unschedulable = true; return b }
+func (b nodeBuilder) taint(key string, effect corev1.TaintEffect) nodeBuilder {
+	b.n.Spec.Taints = append(b.n.Spec.Taints, corev1.Taint{Key: key, Effect: effect})
+	return b
+}
 func (b nodeBuilder) provider(id string) nodeBuilder { b.n.Spec.ProviderID = id; return b }
 
 func TestFromNode(t *testing.T) {
@@ -63,12 +67,19 @@ func TestFromNode(t *testing.T) {
 		"managed true": {node: gpuNode("n1", 8).label(inventory.LabelManaged, "true").n, want: &base},
 		"handed over": {node: gpuNode("n1", 8).label(inventory.LabelWorkspace, "ws").label(inventory.LabelGPR, "gpr-1").n,
 			want: with(func(n *events.Node) { n.Workspace, n.GPRID = "ws", "gpr-1" })},
-		"not ready":     {node: gpuNode("n1", 8).ready(corev1.ConditionFalse).n, want: with(func(n *events.Node) { n.Ready = false })},
-		"cordoned":      {node: gpuNode("n1", 8).cordoned().n, want: with(func(n *events.Node) { n.Unschedulable = true })},
-		"gce":           {node: gpuNode("n1", 8).provider("gce://p/us-central1-a/n1").n, want: with(func(n *events.Node) { n.CloudProvider = "gcp" })},
-		"no provider":   {node: gpuNode("n1", 8).provider("").n, want: with(func(n *events.Node) { n.CloudProvider = "" })},
-		"memory rounds": {node: gpuNode("n1", 8).label(inventory.LabelGPUMemory, "15360").n, want: with(func(n *events.Node) { n.GPUMemoryGB = 15 })},
-		"bad memory":    {node: gpuNode("n1", 8).label(inventory.LabelGPUMemory, "lots").n, want: with(func(n *events.Node) { n.GPUMemoryGB = 0 })},
+		"not ready": {node: gpuNode("n1", 8).ready(corev1.ConditionFalse).n, want: with(func(n *events.Node) { n.Ready = false })},
+		"cordoned":  {node: gpuNode("n1", 8).cordoned().n, want: with(func(n *events.Node) { n.Unschedulable = true })},
+		"condition taint": {node: gpuNode("n1", 8).taint(corev1.TaintNodeNotReady, corev1.TaintEffectNoExecute).n,
+			want: with(func(n *events.Node) { n.Unschedulable = true })},
+		"uninitialized": {node: gpuNode("n1", 8).taint("node.cloudprovider.kubernetes.io/uninitialized", corev1.TaintEffectNoSchedule).n,
+			want: with(func(n *events.Node) { n.Unschedulable = true })},
+		"gpu and workspace taints": {node: gpuNode("n1", 8).taint("nvidia.com/gpu", corev1.TaintEffectNoSchedule).
+			taint(inventory.TaintWorkspace, corev1.TaintEffectNoSchedule).n, want: &base},
+		"prefer no schedule": {node: gpuNode("n1", 8).taint(corev1.TaintNodeMemoryPressure, corev1.TaintEffectPreferNoSchedule).n, want: &base},
+		"gce":                {node: gpuNode("n1", 8).provider("gce://p/us-central1-a/n1").n, want: with(func(n *events.Node) { n.CloudProvider = "gcp" })},
+		"no provider":        {node: gpuNode("n1", 8).provider("").n, want: with(func(n *events.Node) { n.CloudProvider = "" })},
+		"memory rounds":      {node: gpuNode("n1", 8).label(inventory.LabelGPUMemory, "15360").n, want: with(func(n *events.Node) { n.GPUMemoryGB = 15 })},
+		"bad memory":         {node: gpuNode("n1", 8).label(inventory.LabelGPUMemory, "lots").n, want: with(func(n *events.Node) { n.GPUMemoryGB = 0 })},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

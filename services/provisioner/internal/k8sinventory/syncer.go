@@ -46,6 +46,10 @@ type Config struct {
 	Log      *slog.Logger
 	Now      func() time.Time
 	Workers  int // default 4
+	// SyncTimeout bounds the wait for a cluster's first node list at start;
+	// a cluster that takes longer (unreachable) is served once it answers,
+	// and its inventory entries are kept meanwhile. Default 30 s.
+	SyncTimeout time.Duration
 }
 
 type nodeRef struct{ cluster, name string }
@@ -54,14 +58,19 @@ type clusterWatch struct {
 	factory informers.SharedInformerFactory
 	lister  listersv1.NodeLister
 	synced  cache.InformerSynced
+	stop    chan struct{}
 }
 
 // Syncer mirrors the GPU nodes of the clusters into the inventory. Create it
-// with New and run it with Run; List is safe for concurrent use.
+// with New and run it with Run; clusters may be added and removed while it
+// runs. List, AddCluster and RemoveCluster are safe for concurrent use.
 type Syncer struct {
-	cfg      Config
+	cfg   Config
+	queue workqueue.TypedRateLimitingInterface[nodeRef]
+
+	cmu      sync.Mutex
 	clusters map[string]*clusterWatch
-	queue    workqueue.TypedRateLimitingInterface[nodeRef]
+	runCtx   context.Context // set once Run has started the informers
 
 	mu   sync.RWMutex
 	seen map[string]events.Node // KV key → the entry as the KV holds it
@@ -83,25 +92,142 @@ func New(cfg Config) (*Syncer, error) {
 			workqueue.TypedRateLimitingQueueConfig[nodeRef]{Name: "inventory"}),
 		seen: map[string]events.Node{},
 	}
+	if cfg.SyncTimeout <= 0 {
+		cfg.SyncTimeout = 30 * time.Second
+		s.cfg.SyncTimeout = cfg.SyncTimeout
+	}
 	for name, kc := range cfg.Clusters {
-		f := informers.NewSharedInformerFactory(kc, 0)
-		inf := f.Core().V1().Nodes()
-		enqueue := func(obj any) {
-			key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
-			if err == nil {
-				s.queue.Add(nodeRef{cluster: name, name: key})
-			}
+		w, err := s.watch(name, kc)
+		if err != nil {
+			return nil, err
 		}
-		if _, err := inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc:    enqueue,
-			UpdateFunc: func(_, obj any) { enqueue(obj) },
-			DeleteFunc: enqueue,
-		}); err != nil {
-			return nil, fmt.Errorf("node informer of cluster %s: %w", name, err)
-		}
-		s.clusters[name] = &clusterWatch{factory: f, lister: inf.Lister(), synced: inf.Informer().HasSynced}
+		s.clusters[name] = w
 	}
 	return s, nil
+}
+
+// watch builds the node informer of one cluster; it starts nothing.
+func (s *Syncer) watch(name string, kc kubernetes.Interface) (*clusterWatch, error) {
+	f := informers.NewSharedInformerFactory(kc, 0)
+	inf := f.Core().V1().Nodes()
+	enqueue := func(obj any) {
+		key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
+		if err == nil {
+			s.queue.Add(nodeRef{cluster: name, name: key})
+		}
+	}
+	if _, err := inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    enqueue,
+		UpdateFunc: func(_, obj any) { enqueue(obj) },
+		DeleteFunc: enqueue,
+	}); err != nil {
+		return nil, fmt.Errorf("node informer of cluster %s: %w", name, err)
+	}
+	return &clusterWatch{factory: f, lister: inf.Lister(), synced: inf.Informer().HasSynced, stop: make(chan struct{})}, nil
+}
+
+// start runs w's informer until Run's context ends or the cluster is removed.
+func (w *clusterWatch) start(ctx context.Context) {
+	stop := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-w.stop:
+		}
+		close(stop)
+	}()
+	w.factory.Start(stop)
+}
+
+// AddCluster starts serving a cluster (a registration at run time). Its
+// nodes enter the inventory as its informer lists them; once listed, entries
+// of its nodes that no longer exist are removed. Adding a served cluster
+// again replaces its client.
+func (s *Syncer) AddCluster(name string, kc kubernetes.Interface) error {
+	w, err := s.watch(name, kc)
+	if err != nil {
+		return err
+	}
+	s.cmu.Lock()
+	old := s.clusters[name]
+	s.clusters[name] = w
+	ctx := s.runCtx
+	s.cmu.Unlock()
+	if old != nil {
+		close(old.stop)
+		old.factory.Shutdown()
+	}
+	if ctx != nil {
+		w.start(ctx)
+		go s.sweepWhenSynced(ctx, name, w)
+	}
+	return nil
+}
+
+// RemoveCluster stops serving a cluster and removes its nodes from the
+// inventory (announcing each deletion).
+func (s *Syncer) RemoveCluster(ctx context.Context, name string) error {
+	s.cmu.Lock()
+	w := s.clusters[name]
+	delete(s.clusters, name)
+	s.cmu.Unlock()
+	if w != nil {
+		close(w.stop)
+		w.factory.Shutdown()
+	}
+	return s.sweep(ctx, name, nil)
+}
+
+func (s *Syncer) cluster(name string) (*clusterWatch, bool) {
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	w, ok := s.clusters[name]
+	return w, ok
+}
+
+// sweepWhenSynced waits for a late cluster's first list, then removes the
+// entries of its nodes that vanished meanwhile.
+func (s *Syncer) sweepWhenSynced(ctx context.Context, name string, w *clusterWatch) {
+	stop := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-w.stop:
+		}
+		close(stop)
+	}()
+	if !cache.WaitForCacheSync(stop, w.synced) {
+		return
+	}
+	nodes, err := w.lister.List(labels.Everything())
+	if err != nil {
+		return
+	}
+	keep := map[string]bool{}
+	for _, n := range nodes {
+		keep[events.NodeKey(name, n.Name)] = true
+	}
+	if err := s.sweep(ctx, name, keep); err != nil && ctx.Err() == nil {
+		s.cfg.Log.Warn("sweep inventory of cluster", logkey.Cluster, name, logkey.Err, err)
+	}
+}
+
+// sweep removes the inventory entries of cluster whose keys keep lacks.
+func (s *Syncer) sweep(ctx context.Context, cluster string, keep map[string]bool) error {
+	keys, err := s.cfg.KV.Keys(ctx)
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("list inventory keys: %w", err)
+	}
+	var errs []error
+	for _, key := range keys {
+		if strings.HasPrefix(key, cluster+".") && !keep[key] {
+			errs = append(errs, retry(ctx, func() error { return s.removeKey(ctx, key) }))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Run starts the informers, waits until they have synced, brings the KV in
@@ -111,24 +237,40 @@ func New(cfg Config) (*Syncer, error) {
 // error only when the first reconciliation fails.
 func (s *Syncer) Run(ctx context.Context, synced func()) error {
 	ctx, cancel := context.WithCancel(ctx)
-	for _, c := range s.clusters {
-		c.factory.Start(ctx.Done())
+	s.cmu.Lock()
+	s.runCtx = ctx
+	started := maps.Clone(s.clusters)
+	for _, c := range started {
+		c.start(ctx)
 	}
+	s.cmu.Unlock()
 	defer func() {
 		cancel()
 		s.queue.ShutDown()
+		s.cmu.Lock()
+		defer s.cmu.Unlock()
 		for _, c := range s.clusters {
 			c.factory.Shutdown() // waits for the informer goroutines
 		}
 	}()
-	var waits []cache.InformerSynced
-	for _, c := range s.clusters {
-		waits = append(waits, c.synced)
+	// Wait for every cluster's first list, but not for ever: an unreachable
+	// cluster must not keep the others out of service.
+	late := map[string]bool{}
+	deadline := time.Now().Add(s.cfg.SyncTimeout)
+	for name, c := range started {
+		wctx, wcancel := context.WithDeadline(ctx, deadline)
+		ok := cache.WaitForCacheSync(wctx.Done(), c.synced)
+		wcancel()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if !ok {
+			late[name] = true
+			s.cfg.Log.Warn("cluster not listed in time; serving it once it answers", logkey.Cluster, name)
+			go s.sweepWhenSynced(ctx, name, c)
+		}
 	}
-	if !cache.WaitForCacheSync(ctx.Done(), waits...) {
-		return nil // ctx ended first
-	}
-	if err := s.reconcile(ctx); err != nil {
+	if err := s.reconcile(ctx, started, late); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -169,12 +311,15 @@ func (s *Syncer) next(ctx context.Context) bool {
 }
 
 // reconcile syncs every node the informers list and deletes every KV entry
-// with no node behind it.
-func (s *Syncer) reconcile(ctx context.Context) error {
+// with no node behind it, except those of the late clusters (not listed yet).
+func (s *Syncer) reconcile(ctx context.Context, clusters map[string]*clusterWatch, late map[string]bool) error {
 	want := map[string]bool{}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
-	for cluster, c := range s.clusters {
+	for cluster, c := range clusters {
+		if late[cluster] {
+			continue
+		}
 		nodes, err := c.lister.List(labels.Everything())
 		if err != nil {
 			return fmt.Errorf("list nodes of cluster %s: %w", cluster, err)
@@ -193,6 +338,15 @@ func (s *Syncer) reconcile(ctx context.Context) error {
 		return fmt.Errorf("list inventory keys: %w", err)
 	}
 	for _, key := range keys {
+		cluster, _, _ := strings.Cut(key, ".")
+		if late[cluster] {
+			continue
+		}
+		if _, listed := clusters[cluster]; !listed {
+			if _, served := s.cluster(cluster); served {
+				continue // added while this pass ran: its own sweep handles it
+			}
+		}
 		if !want[key] {
 			g.Go(func() error { return retry(gctx, func() error { return s.removeKey(gctx, key) }) })
 		}
@@ -223,7 +377,7 @@ func retry(ctx context.Context, fn func() error) error {
 
 // syncNode brings the entry of one node in line with the informer's view.
 func (s *Syncer) syncNode(ctx context.Context, ref nodeRef) error {
-	c, ok := s.clusters[ref.cluster]
+	c, ok := s.cluster(ref.cluster)
 	if !ok {
 		return nil
 	}
