@@ -5,13 +5,16 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strconv"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/open-egs/egs/services/provisioner/internal/inventory"
 )
@@ -31,7 +34,9 @@ func Clientsets(s Scenario) map[string]kubernetes.Interface {
 		// the latter rebuilds a REST mapper on every write (milliseconds per
 		// patch), which a simulated cluster of hundreds of nodes cannot afford.
 		// Patches (JSON, merge, strategic merge) behave the same in both.
-		out[c.Name] = fake.NewSimpleClientset(objs...) //nolint:staticcheck // SA1019, see above
+		cs := fake.NewSimpleClientset(objs...) //nolint:staticcheck // SA1019, see above
+		unboundedWatches(cs)
+		out[c.Name] = cs
 
 	}
 	return out
@@ -112,3 +117,76 @@ func providerID(cluster string, g NodeGroup, name string) string {
 		return g.CloudProvider + "://" + cluster + "/" + name
 	}
 }
+
+// unboundedWatches makes every watch of cs relay its events through an
+// unbounded queue. The fake tracker sends each event into a channel of 100
+// while it holds its lock and panics ("channel full") when a watcher lags by
+// more: under a burst of writes (thousands of hand-overs a second) with a
+// busy garbage collector, an informer can. A real API server buffers far
+// more and drops a slow watcher instead; the relay keeps the simulation from
+// dying where a real cluster would not.
+func unboundedWatches(cs *fake.Clientset) {
+	tracker := cs.Tracker()
+	cs.PrependWatchReactor("*", func(action k8stesting.Action) (bool, watch.Interface, error) {
+		var opts []metav1.ListOptions
+		if wa, ok := action.(k8stesting.WatchActionImpl); ok {
+			opts = append(opts, wa.ListOptions)
+		}
+		w, err := tracker.Watch(action.GetResource(), action.GetNamespace(), opts...)
+		if err != nil {
+			return false, nil, err
+		}
+		return true, newRelay(w), nil
+	})
+}
+
+// relay is a watch.Interface that drains another one at once into a queue.
+type relay struct {
+	in       watch.Interface
+	out      chan watch.Event
+	stop     chan struct{}
+	stopOnce sync.Once
+}
+
+func newRelay(in watch.Interface) *relay {
+	r := &relay{in: in, out: make(chan watch.Event), stop: make(chan struct{})}
+	go r.run()
+	return r
+}
+
+func (r *relay) run() {
+	defer close(r.out)
+	var queue []watch.Event
+	src := r.in.ResultChan()
+	for src != nil || len(queue) > 0 {
+		var send chan watch.Event
+		var next watch.Event
+		if len(queue) > 0 {
+			send, next = r.out, queue[0]
+		}
+		select {
+		case ev, ok := <-src:
+			if !ok {
+				src = nil
+				continue
+			}
+			queue = append(queue, ev)
+		case send <- next:
+			queue[0] = watch.Event{}
+			queue = queue[1:]
+		case <-r.stop:
+			return
+		}
+	}
+}
+
+// Stop ends the watch; ResultChan is closed.
+func (r *relay) Stop() {
+	r.stopOnce.Do(func() {
+		close(r.stop)
+		r.in.Stop()
+	})
+}
+
+// ResultChan yields the relayed events.
+func (r *relay) ResultChan() <-chan watch.Event { return r.out }

@@ -2,6 +2,7 @@ package sim_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/open-egs/egs/services/provisioner/internal/inventory"
 	"github.com/open-egs/egs/services/provisioner/sim"
@@ -177,5 +180,45 @@ func TestClientsets(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("worker-1 inventory (-want +got):\n%s", diff)
+	}
+}
+
+// TestWatchSurvivesABurst: more writes than the fake tracker's watch buffer
+// (100) while nobody reads the watch neither panic nor lose an event.
+func TestWatchSurvivesABurst(t *testing.T) {
+	cs := sim.Clientsets(sim.Default())["worker-1"]
+	ctx := context.Background()
+	w, err := cs.CoreV1().Nodes().Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil || len(nodes.Items) == 0 {
+		t.Fatalf("nodes: %v %v", len(nodes.Items), err)
+	}
+	const writes = 500
+	for i := range writes {
+		n := nodes.Items[i%len(nodes.Items)].Name
+		patch := fmt.Sprintf(`{"metadata":{"labels":{"burst":"%d"}}}`, i)
+		if _, err := cs.CoreV1().Nodes().Patch(ctx, n, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The watch may start with the existing nodes (ADDED); then come the
+	// patches, every one of them.
+	for modified := 0; modified < writes; {
+		select {
+		case ev := <-w.ResultChan():
+			switch ev.Type {
+			case watch.Modified:
+				modified++
+			case watch.Added:
+			default:
+				t.Fatalf("unexpected %s event", ev.Type)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("got %d of %d modifications", modified, writes)
+		}
 	}
 }
