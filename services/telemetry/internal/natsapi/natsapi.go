@@ -90,10 +90,10 @@ func (a *API) Ingest(ctx context.Context, cons jetstream.Consumer, fetch int) er
 	finished := make(chan struct{})
 	go func() {
 		defer close(finished)
-		var out []bus.Outgoing
+		var out outgoing
 		for g := range applied {
-			out = a.effects(g.fx, out[:0])
-			a.publish(ctx, out)
+			a.effects(g.fx, &out)
+			a.publish(ctx, &out)
 			if err := g.last.Ack(); err != nil {
 				a.Log.Warn("ack samples", "err", err)
 			}
@@ -158,15 +158,36 @@ func (a *API) apply(g *group) fleet.Effects {
 	return a.Fleet.Ingest(g.ptrs...)
 }
 
-// effects turns what a batch caused into events.
-func (a *API) effects(fx fleet.Effects, out []bus.Outgoing) []bus.Outgoing {
+// outgoing are the events one group caused, reused from group to group:
+// idle reports and alerts as bus events, rollups (the bulk: one per node and
+// window) as ready messages written by rollupMsg.
+type outgoing struct {
+	events  []bus.Outgoing
+	rollups []rollupOut
+	buf     []byte
+}
+
+type rollupOut struct {
+	msg *nats.Msg
+	id  string
+}
+
+func (o *outgoing) reset() {
+	o.events = o.events[:0]
+	clear(o.rollups)
+	o.rollups = o.rollups[:0]
+}
+
+// effects turns what a batch caused into events, replacing out's.
+func (a *API) effects(fx fleet.Effects, out *outgoing) {
+	out.reset()
 	add := func(subject, id, typ, entity string, at time.Time, data any) {
 		ev, err := bus.NewEvent(id, Source, typ, entity, at, data)
 		if err != nil {
 			a.Log.Error("encode telemetry event", "subject", subject, "err", err)
 			return
 		}
-		out = append(out, bus.Outgoing{Subject: subject, Event: ev})
+		out.events = append(out.events, bus.Outgoing{Subject: subject, Event: ev})
 	}
 	for _, e := range fx.Idle {
 		subj, err := events.TelemetryIdleSubject(e.Workspace, e.GPRID)
@@ -185,40 +206,82 @@ func (a *API) effects(fx fleet.Effects, out []bus.Outgoing) []bus.Outgoing {
 		id := "alert." + al.UUID + "." + al.Kind + "." + al.State + "." + strconv.FormatInt(al.At.UnixMilli(), 10)
 		add(subj, id, events.EventType("telemetry", "alert"), al.UUID, al.At, al)
 	}
-	for _, r := range fx.Rollups {
+	for i := range fx.Rollups {
+		r := &fx.Rollups[i]
 		subj, err := events.TelemetryRollupSubject(r.Res, r.Cluster, r.Node)
 		if err != nil {
 			continue
 		}
 		id := "rollup." + r.Res + "." + r.Cluster + "." + events.NodeToken(r.Node) + "." + strconv.FormatInt(r.Start.Unix(), 10)
-		add(subj, id, events.EventType("telemetry", "rollup"), r.Node, r.Start, r)
+		var m *nats.Msg
+		var ok bool
+		if m, out.buf, ok = rollupMsg(subj, id, r, out.buf); ok {
+			out.rollups = append(out.rollups, rollupOut{msg: m, id: id})
+			continue
+		}
+		add(subj, id, events.EventType("telemetry", "rollup"), r.Node, r.Start, *r)
 	}
-	return out
 }
 
 // publish sends out, retrying a failed batch a few times (ids make that safe).
-func (a *API) publish(ctx context.Context, out []bus.Outgoing) {
-	if len(out) == 0 {
+func (a *API) publish(ctx context.Context, out *outgoing) {
+	if len(out.events) == 0 && len(out.rollups) == 0 {
 		return
 	}
 	var err error
 	for attempt := 0; attempt < 5; attempt++ {
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		err = a.Pub.PublishBatch(pctx, out)
+		err = a.Pub.PublishBatch(pctx, out.events)
+		if err == nil {
+			err = a.publishRollups(pctx, out.rollups)
+		}
 		cancel()
 		if err == nil {
 			return
 		}
 		time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
 	}
-	a.Log.Error("publish telemetry events; dropped", "count", len(out), "err", err)
+	a.Log.Error("publish telemetry events; dropped", "count", len(out.events)+len(out.rollups), "err", err)
+}
+
+// rollupWindow bounds the rollup acknowledgements awaited at once.
+const rollupWindow = 1024
+
+// publishRollups publishes the rollups without waiting for each
+// acknowledgement, then waits for all of them, with the de-duplication id
+// that bus.Publisher sets. It returns the first failure.
+func (a *API) publishRollups(ctx context.Context, rs []rollupOut) error {
+	futs := make([]jetstream.PubAckFuture, 0, min(len(rs), rollupWindow))
+	for start := 0; start < len(rs); start += rollupWindow {
+		end := min(start+rollupWindow, len(rs))
+		futs = futs[:0]
+		for _, r := range rs[start:end] {
+			f, err := a.JS.PublishMsgAsync(r.msg, jetstream.WithMsgID(r.id), jetstream.WithStallWait(5*time.Second))
+			if err != nil {
+				return fmt.Errorf("publish %s %s: %w", r.msg.Subject, r.id, err)
+			}
+			futs = append(futs, f)
+		}
+		for i, f := range futs {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				return fmt.Errorf("publish %s %s: %w", rs[start+i].msg.Subject, rs[start+i].id, err)
+			case <-ctx.Done():
+				return fmt.Errorf("publish rollups: %w", ctx.Err())
+			}
+		}
+	}
+	return nil
 }
 
 // Flush closes the rollup windows of nodes that stopped reporting.
 func (a *API) Flush(ctx context.Context, grace time.Duration) {
 	var fx fleet.Effects
 	fx.Rollups = a.Fleet.Flush(a.Now(), grace)
-	a.publish(ctx, a.effects(fx, nil))
+	var out outgoing
+	a.effects(fx, &out)
+	a.publish(ctx, &out)
 }
 
 // OnGPREvent attributes nodes on provisioned and ends it on released,

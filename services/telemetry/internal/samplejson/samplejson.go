@@ -32,13 +32,51 @@ const chunk = 4096
 // of the batch it decodes into is reused. A Decoder is not safe for
 // concurrent use.
 type Decoder struct {
-	strs map[string]string
-	u32  []uint32
-	u64  []uint64
+	strs  map[string]string
+	hints map[string]*hint // by node name
+	u32   []uint32
+	u64   []uint64
+}
+
+// hint holds the strings of a node's last batch, by position: a node sends
+// the same GPUs in the same order each time, so comparing the bytes with
+// them spares the intern table's lookups.
+type hint struct {
+	uuids, names []string
 }
 
 // NewDecoder returns a decoder.
-func NewDecoder() *Decoder { return &Decoder{strs: map[string]string{}} }
+func NewDecoder() *Decoder { return &Decoder{strs: map[string]string{}, hints: map[string]*hint{}} }
+
+// hint returns the hint of node, made empty when new.
+func (d *Decoder) hint(node string) *hint {
+	h := d.hints[node]
+	if h == nil {
+		if len(d.hints) >= maxInterned/8 {
+			clear(d.hints)
+		}
+		h = &hint{}
+		d.hints[node] = h
+	}
+	return h
+}
+
+// hinted returns s as a string: slot's when equal, else interned and kept
+// in slot. A nil slot only interns.
+func (d *Decoder) hinted(s []byte, slots *[]string, i int) string {
+	if slots == nil {
+		return d.intern(s)
+	}
+	if i < len(*slots) && (*slots)[i] == string(s) {
+		return (*slots)[i]
+	}
+	v := d.intern(s)
+	for len(*slots) <= i {
+		*slots = append(*slots, "")
+	}
+	(*slots)[i] = v
+	return v
+}
 
 // envelope is what encoding/json decodes on the slow path.
 type envelope struct {
@@ -107,7 +145,8 @@ type parser struct {
 }
 
 func (p *parser) ws() {
-	for p.i < len(p.buf) {
+	// what encoding/json writes has no white space: one test
+	for p.i < len(p.buf) && p.buf[p.i] <= ' ' {
 		switch p.buf[p.i] {
 		case ' ', '\t', '\n', '\r':
 			p.i++
@@ -219,6 +258,10 @@ func (p *parser) batch(b *events.GPUSampleBatch) bool {
 			ok = p.time(&b.At)
 		case "gpus":
 			b.GPUs = b.GPUs[:0]
+			var h *hint
+			if b.Node != "" { // "node" comes first in what encoding/json writes
+				h = p.d.hint(b.Node)
+			}
 			ok = p.array(func() bool {
 				if len(b.GPUs) < cap(b.GPUs) {
 					b.GPUs = b.GPUs[:len(b.GPUs)+1]
@@ -226,7 +269,7 @@ func (p *parser) batch(b *events.GPUSampleBatch) bool {
 				} else {
 					b.GPUs = append(b.GPUs, events.GPUSample{})
 				}
-				return p.sample(&b.GPUs[len(b.GPUs)-1])
+				return p.sample(&b.GPUs[len(b.GPUs)-1], h, len(b.GPUs)-1)
 			})
 		default:
 			ok = p.unknown(key, batchFields)
@@ -239,7 +282,20 @@ var sampleFields = []string{"uuid", "index", "name", "parentUuid", "lost", "gpuU
 	"powerMw", "powerLimitMw", "tempC", "smClockMhz", "memClockMhz", "eccCorrected", "eccUncorrected",
 	"throttleReasons", "xids", "processes"}
 
-func (p *parser) sample(s *events.GPUSample) bool {
+// sample reads the i-th sample of a batch; h, when not nil, is the hint of
+// the batch's node.
+func (p *parser) sample(s *events.GPUSample, h *hint, i int) bool {
+	var uuids, names *[]string
+	if h != nil {
+		uuids, names = &h.uuids, &h.names
+	}
+	hinted := func(slots *[]string) (string, bool) {
+		raw, ok := p.rawString()
+		if !ok {
+			return "", false
+		}
+		return p.d.hinted(raw, slots, i), true
+	}
 	u32 := func(dst **uint32) bool {
 		v, ok := p.uint(32)
 		*dst = p.d.newU32(uint32(v))
@@ -250,51 +306,51 @@ func (p *parser) sample(s *events.GPUSample) bool {
 		*dst = p.d.newU64(v)
 		return ok
 	}
-	return p.object(func(key []byte) bool {
+	field := func(k int) bool {
 		var ok bool
-		switch string(key) {
-		case "uuid":
-			s.UUID, ok = p.str()
-		case "index":
+		switch k {
+		case fUuid:
+			s.UUID, ok = hinted(uuids)
+		case fIndex:
 			s.Index, ok = p.int()
-		case "name":
-			s.Name, ok = p.str()
-		case "parentUuid":
+		case fName:
+			s.Name, ok = hinted(names)
+		case fParentUuid:
 			s.ParentUUID, ok = p.str()
-		case "lost":
+		case fLost:
 			s.Lost, ok = p.bool()
-		case "gpuUtil":
+		case fGpuUtil:
 			ok = u32(&s.GPUUtil)
-		case "memUtil":
+		case fMemUtil:
 			ok = u32(&s.MemUtil)
-		case "memUsed":
+		case fMemUsed:
 			s.MemUsedBytes, ok = p.uint(64)
-		case "memTotal":
+		case fMemTotal:
 			s.MemTotalBytes, ok = p.uint(64)
-		case "powerMw":
+		case fPowerMw:
 			ok = u32(&s.PowerMilliW)
-		case "powerLimitMw":
+		case fPowerLimitMw:
 			ok = u32(&s.PowerLimitMW)
-		case "tempC":
+		case fTempC:
 			ok = u32(&s.TempC)
-		case "smClockMhz":
+		case fSmClockMhz:
 			ok = u32(&s.SMClockMHz)
-		case "memClockMhz":
+		case fMemClockMhz:
 			ok = u32(&s.MemClockMHz)
-		case "eccCorrected":
+		case fEccCorrected:
 			ok = u64(&s.ECCCorrected)
-		case "eccUncorrected":
+		case fEccUncorrected:
 			ok = u64(&s.ECCUncorrected)
-		case "throttleReasons":
+		case fThrottleReasons:
 			s.ThrottleReasons, ok = p.uint(64)
-		case "xids":
+		case fXids:
 			s.XIDs = []uint64{} // kept by the caller: never reused
 			ok = p.array(func() bool {
 				v, ok := p.uint(64)
 				s.XIDs = append(s.XIDs, v)
 				return ok
 			})
-		case "processes":
+		case fProcesses:
 			s.Processes = []events.GPUProcess{}
 			ok = p.array(func() bool {
 				var pr events.GPUProcess
@@ -302,12 +358,115 @@ func (p *parser) sample(s *events.GPUSample) bool {
 				s.Processes = append(s.Processes, pr)
 				return ok
 			})
-		default:
-			ok = p.unknown(key, sampleFields)
 		}
 		return ok
-	})
+	}
+	return p.fields(sampleKeys, field, sampleFields)
 }
+
+// fields reads an object whose keys are expected in the order of keys (the
+// order encoding/json writes a struct's fields in, some omitted): each key
+// is first matched against the keys that may come next, a comparison of
+// bytes, and only otherwise read and looked up. field reads the value of
+// key k; the keys of unknown fields are checked against names as unknown
+// does.
+func (p *parser) fields(keys *orderedKeys, field func(k int) bool, names []string) bool {
+	if !p.consume('{') {
+		return false
+	}
+	if p.consume('}') {
+		return true
+	}
+	next := 0
+	for {
+		p.ws()
+		k := keys.match(p.buf[p.i:], next)
+		if k >= 0 {
+			p.i += len(keys.lits[k])
+		} else {
+			key, ok := p.rawString()
+			if !ok || !p.consume(':') {
+				return false
+			}
+			p.ws()
+			if k = keys.index(key); k < 0 && !p.unknown(key, names) {
+				return false
+			}
+		}
+		if k >= 0 {
+			p.ws()
+			if !field(k) {
+				return false
+			}
+			next = k + 1
+		}
+		if p.consume(',') {
+			continue
+		}
+		return p.consume('}')
+	}
+}
+
+// orderedKeys are the keys of a struct in the order encoding/json writes
+// them, with their literals: the quoted key and the colon.
+type orderedKeys struct {
+	names []string
+	lits  []string
+}
+
+func newOrderedKeys(names []string) *orderedKeys {
+	k := &orderedKeys{names: names}
+	for _, n := range names {
+		k.lits = append(k.lits, `"`+n+`":`)
+	}
+	return k
+}
+
+// match returns the first key from next on whose literal b starts with, or
+// -1.
+func (k *orderedKeys) match(b []byte, next int) int {
+	for j := next; j < len(k.lits); j++ {
+		if len(b) >= len(k.lits[j]) && string(b[:len(k.lits[j])]) == k.lits[j] {
+			return j
+		}
+	}
+	return -1
+}
+
+// index returns the position of key (exactly), or -1.
+func (k *orderedKeys) index(key []byte) int {
+	for j, n := range k.names {
+		if n == string(key) {
+			return j
+		}
+	}
+	return -1
+}
+
+// The fields of a sample, in sampleFields' order.
+const (
+	fUuid = iota
+	fIndex
+	fName
+	fParentUuid
+	fLost
+	fGpuUtil
+	fMemUtil
+	fMemUsed
+	fMemTotal
+	fPowerMw
+	fPowerLimitMw
+	fTempC
+	fSmClockMhz
+	fMemClockMhz
+	fEccCorrected
+	fEccUncorrected
+	fThrottleReasons
+	fXids
+	fProcesses
+)
+
+var sampleKeys = newOrderedKeys(sampleFields)
 
 var processFields = []string{"pid", "usedMem", "podUid", "podNamespace", "podName"}
 
@@ -344,6 +503,9 @@ func (p *parser) rawString() ([]byte, bool) {
 	ascii := true
 	for j := start; j < len(p.buf); j++ {
 		c := p.buf[j]
+		if !strSpecial[c] {
+			continue
+		}
 		switch {
 		case c == '"':
 			s := p.buf[start:j]
@@ -352,14 +514,23 @@ func (p *parser) rawString() ([]byte, bool) {
 			}
 			p.i = j + 1
 			return s, true
-		case c == '\\' || c < 0x20:
-			return nil, false
 		case c >= utf8.RuneSelf:
 			ascii = false
+		default: // '\\' or a control character
+			return nil, false
 		}
 	}
 	return nil, false
 }
+
+// strSpecial marks the bytes rawString looks at: '"', '\\', control
+// characters and the bytes of non-ASCII runes.
+var strSpecial = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = c == '"' || c == '\\' || c < 0x20 || c >= utf8.RuneSelf
+	}
+	return t
+}()
 
 func (p *parser) str() (string, bool) {
 	s, ok := p.rawString()
@@ -374,6 +545,16 @@ func (p *parser) str() (string, bool) {
 func (p *parser) digits(bits int) (uint64, bool) {
 	start := p.i
 	var v uint64
+	// Up to 19 digits cannot overflow; only a longer number is checked
+	// digit by digit (the division is what costs).
+	for p.i < len(p.buf) && p.i-start < 19 {
+		c := p.buf[p.i] - '0'
+		if c > 9 {
+			break
+		}
+		v = v*10 + uint64(c)
+		p.i++
+	}
 	for p.i < len(p.buf) && p.buf[p.i] >= '0' && p.buf[p.i] <= '9' {
 		d := uint64(p.buf[p.i] - '0')
 		if v > (1<<64-1-d)/10 {

@@ -132,6 +132,43 @@ func TestDecodeKeepsSamples(t *testing.T) {
 	}
 }
 
+// TestDecodeNodeHints pins that the per-node hints of the last batch's
+// strings never leak into a batch whose GPUs differ: reordered, renamed,
+// fewer, more, or another cluster's node of the same name.
+func TestDecodeNodeHints(t *testing.T) {
+	d := samplejson.NewDecoder()
+	batches := []string{
+		`{"data":{"cluster":"a","node":"n","gpus":[{"uuid":"GPU-1","name":"H100"},{"uuid":"GPU-2","name":"H100"}]}}`,
+		`{"data":{"cluster":"a","node":"n","gpus":[{"uuid":"GPU-2","name":"H100"},{"uuid":"GPU-1","name":"A100"}]}}`,
+		`{"data":{"cluster":"b","node":"n","gpus":[{"uuid":"GPU-9","name":"L4"}]}}`,
+		`{"data":{"cluster":"a","node":"n","gpus":[{"uuid":"GPU-1","name":"H100"},{"uuid":"GPU-2","name":"H100"},{"uuid":"GPU-3"}]}}`,
+		`{"data":{"gpus":[{"uuid":"GPU-4","name":"H100"}],"node":"n","cluster":"a"}}`,
+		`{"data":{"cluster":"a","node":"n","gpus":[{"uuid":"GPU-1","name":"H100"},{"uuid":"GPU-2","name":"H100"}]}}`,
+	}
+	for _, data := range batches {
+		check(t, d, []byte(data))
+		check(t, d, []byte(data)) // again, now with the hints it left
+	}
+}
+
+// TestDecodeKeyOrder pins the keys the fast path does not expect: out of
+// order, repeated, in another case, unknown, with white space.
+func TestDecodeKeyOrder(t *testing.T) {
+	d := samplejson.NewDecoder()
+	for _, data := range []string{
+		`{"data":{"gpus":[{"tempC":5,"uuid":"a","gpuUtil":3,"index":2}]}}`,
+		`{"data":{"gpus":[{"uuid":"a","gpuUtil":3,"uuid":"b","gpuUtil":4}]}}`,
+		`{"data":{"gpus":[{"uuid":"a","GpuUtil":3}]}}`,
+		`{"data":{"gpus":[{"uuid":"a","other":[1,{"x":2}],"gpuUtil":3}]}}`,
+		`{"data":{"gpus":[{ "uuid" : "a" , "gpuUtil" : 3 }]}}`,
+		`{"data":{"gpus":[{"uuid":"a","gpuUtil":3,"xids":[1,2],"processes":[{"pid":1}],"tempC":9}]}}`,
+		`{"data":{"gpus":[{"uuid":"a","gpuUtil"3}]}}`,
+		`{"data":{"gpus":[{"uuid":"a","gpuUtil":}]}}`,
+	} {
+		check(t, d, []byte(data))
+	}
+}
+
 func FuzzDecode(f *testing.F) {
 	f.Add(event(f))
 	f.Add([]byte(`{"data":{"gpus":[{"uuid":"u","gpuUtil":5,"processes":[{"pid":1}]}]}}`))
