@@ -2,7 +2,10 @@ package standalone_test
 
 import (
 	"context"
+	"flag"
 	"fmt"
+	"os"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -100,6 +103,7 @@ func benchAdmission(b *testing.B, gprs, nodes, workspaces int) {
 		if err := nc.Flush(); err != nil {
 			b.Fatal(err)
 		}
+		stopProfile := profileTimed(b)
 		b.StartTimer()
 		t0 := time.Now()
 		setCordon(b, c.clients, false)
@@ -110,10 +114,33 @@ func benchAdmission(b *testing.B, gprs, nodes, workspaces int) {
 		}
 		total += time.Since(t0)
 		b.StopTimer()
+		stopProfile()
 		_ = sub.Unsubscribe()
 	}
 	b.ReportMetric(float64(min(nodes, workspaces)*b.N)/total.Seconds(), "admissions/s")
 	b.ReportMetric(0, "ns/op")
+}
+
+var timedProfile = flag.String("bench.timedprofile", "", "write a CPU profile of the timed phase of BenchmarkAdmission (the last iteration) to this file")
+
+// profileTimed starts a CPU profile of the timed phase when
+// -bench.timedprofile is set (go test's -cpuprofile covers the filing too,
+// which dominates it) and returns what stops it.
+func profileTimed(b *testing.B) func() {
+	if *timedProfile == "" {
+		return func() {}
+	}
+	f, err := os.Create(*timedProfile)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}
 }
 
 // parallel runs fn(0..n-1) on 8 goroutines and fails b on the first error.

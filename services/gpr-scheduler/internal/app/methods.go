@@ -407,7 +407,7 @@ func (s *Scheduler) decideSnapshot(now time.Time) queue.Snapshot {
 		free = append(free, n)
 	}
 	return queue.Snapshot{Now: now, Nodes: s.nodeList(), Order: s.order, Holdings: s.holdings,
-		Indexed: true, Free: free, Holders: s.holders}
+		Indexed: true, Free: free, Holders: s.holders, Heads: s.heads}
 }
 
 // buildHoldings lists what holds nodes: the active GPRs, and ledger entries

@@ -84,6 +84,8 @@ type Scheduler struct {
 	// workspace's holder, kept up to date by every write (track, nodeChanged)
 	// so a pass costs what changed, not the length of the queue.
 	order     *queue.Order
+	heads     *queue.Order          // each workspace's first queued GPR, for workspaces that hold none
+	headOf    map[string]string     // workspace → its GPR in heads
 	free      map[string]queue.Node // node key → schedulable node no ledger entry holds
 	holders   map[string]string     // workspace → its active GPR
 	coverBy   map[string]string     // node key → the active GPR whose record names it
@@ -143,7 +145,7 @@ func New(ctx context.Context, o Options) (*Scheduler, error) {
 	s := &Scheduler{
 		nc: o.NATS, pub: bus.NewPublisher(o.JS), stream: o.GPRStream, gprs: o.GPRs, ledger: o.Ledger, log: o.Log,
 		now: o.Now, crash: o.CrashPoint, fence: o.Fence, resend: o.Resend, deleted: map[string]bool{},
-		order: queue.NewOrder(), free: map[string]queue.Node{}, holders: map[string]string{}, coverBy: map[string]string{}, coverOf: map[string][]string{}, holdDirty: true, lastStatus: map[string]pushedStatus{}, delays: map[string]int{}, statusAt: -1, active: map[string]*entry{}, live: map[string]map[string]*entry{}, unsent: map[string]*entry{}, wake: make(chan struct{}, 1),
+		order: queue.NewOrder(), heads: queue.NewOrder(), headOf: map[string]string{}, free: map[string]queue.Node{}, holders: map[string]string{}, coverBy: map[string]string{}, coverOf: map[string][]string{}, holdDirty: true, lastStatus: map[string]pushedStatus{}, delays: map[string]int{}, statusAt: -1, active: map[string]*entry{}, live: map[string]map[string]*entry{}, unsent: map[string]*entry{}, wake: make(chan struct{}, 1),
 		recs: map[string]*entry{}, allocs: map[string]*ledgerEntry{}, nodes: map[string]queue.Node{},
 		bootID: strconv.FormatInt(o.Now().UnixNano(), 36),
 	}
@@ -270,6 +272,7 @@ func (s *Scheduler) track(e *entry) {
 	} else {
 		s.order.Remove(id)
 	}
+	s.refreshHead(ws)
 	s.holdDirty = true
 	s.analysis = nil
 	s.version++
@@ -286,9 +289,36 @@ func (s *Scheduler) untrack(e *entry) {
 	}
 	s.uncover(id)
 	s.order.Remove(id)
+	s.refreshHead(ws)
 	s.holdDirty = true
 	s.analysis = nil
 	s.version++
+}
+
+// refreshHead recomputes the workspace's entry in heads: its first queued
+// GPR, or none while it holds a GPR. A workspace has at most a hundred
+// queued GPRs (the contract's limit), so this costs little per write.
+func (s *Scheduler) refreshHead(ws string) {
+	var head queue.Request
+	found := false
+	if _, holds := s.holders[ws]; !holds {
+		for _, e := range s.live[ws] {
+			if e.rec.State != gpr.Queued {
+				continue
+			}
+			if r := request(e.rec); !found || queue.Less(r, head) < 0 {
+				head, found = r, true
+			}
+		}
+	}
+	if old, ok := s.headOf[ws]; ok && (!found || old != head.ID) {
+		s.heads.Remove(old)
+		delete(s.headOf, ws)
+	}
+	if found {
+		s.heads.Set(head)
+		s.headOf[ws] = head.ID
+	}
 }
 
 // cover records that the active GPR id names its nodes: they are not free,

@@ -189,9 +189,19 @@ func indexed(s Snapshot) Snapshot {
 			s.Free = append(s.Free, n)
 		}
 	}
-	s.Order = NewOrder()
+	s.Order, s.Heads = NewOrder(), NewOrder()
+	heads := map[string]Request{}
 	for _, r := range s.Queue {
 		s.Order.Set(r)
+		if _, holds := s.Holders[r.Workspace]; holds {
+			continue
+		}
+		if h, ok := heads[r.Workspace]; !ok || Less(r, h) < 0 {
+			heads[r.Workspace] = r
+		}
+	}
+	for _, r := range heads {
+		s.Heads.Set(r)
 	}
 	s.Queue, s.Indexed = nil, true
 	return s
@@ -207,6 +217,8 @@ func TestIndexedSnapshotDecidesAlike(t *testing.T) {
 			f    func(Snapshot) Plan
 		}{{"Schedule", Schedule}, {"Decide", Decide}} {
 			plain, idx := run.f(s), run.f(x)
+			// Decide over the heads examines fewer GPRs; what it decides is the same.
+			plain.Examined, idx.Examined = 0, 0
 			if diff := cmp.Diff(plain, idx); diff != "" {
 				t.Fatalf("seed %d: %s of the indexed snapshot differs (-plain +indexed):\n%s", seed, run.name, diff)
 			}

@@ -80,6 +80,11 @@ type Snapshot struct {
 	Indexed bool
 	Free    []Node
 	Holders map[string]string
+	// Heads, with Indexed, holds for each workspace that holds nothing its
+	// first queued GPR. Decide walks it instead of the whole queue: a GPR
+	// behind its workspace's first can neither start nor evict, so a queue
+	// where most GPRs wait behind their workspace's costs what its heads do.
+	Heads *Order
 }
 
 // ordered yields the queue in Less order.
@@ -306,8 +311,12 @@ func schedule(s Snapshot, explainAll bool, limit int) Plan {
 	higherWaiting := 0
 	lastPrio, waitingAtPrio := -1, 0
 	checkedAt := -1 // the priority cannotChange last answered false for, with no claims since
+	seq := s.ordered()
+	if !explainAll && s.Indexed && s.Heads != nil {
+		seq = s.Heads.All()
+	}
 	i := -1
-	for r := range s.ordered() {
+	for r := range seq {
 		i++
 		if limit > 0 && i >= limit {
 			break
