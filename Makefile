@@ -50,7 +50,7 @@ fmt-check:
 	@out=$$(gofmt -l libs services); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 bench: ## admissions/s through the bus, decision latency, one GPR's latency, telemetry ingest, auth vs ory/hydra (docs/benchmarks.md)
-	$(GO) test -run '^$$' -bench 'BenchmarkAdmission$$' -benchtime 2x -timeout 30m ./services/standalone/
+	$(GO) test -run '^$$' -bench 'BenchmarkAdmission$$' -benchtime 1x -count 2 -timeout 40m ./services/standalone/
 	$(GO) test -run '^$$' -bench 'BenchmarkSchedule$$|BenchmarkDecision$$' -benchtime 300x ./services/gpr-scheduler/internal/queue/
 	$(GO) test -run '^$$' -bench 'BenchmarkStatusHead$$' -benchtime 10x ./services/gpr-scheduler/internal/queue/
 	$(GO) test -run '^$$' -bench 'BenchmarkGPRRoundTrip$$' -benchtime 200x -timeout 20m ./services/standalone/
