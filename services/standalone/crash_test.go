@@ -153,6 +153,25 @@ func setupWorkspaceAndGPR(t *testing.T, nc *nats.Conn) string {
 	return rep.GPRID
 }
 
+// fileOnWorker2 creates workspace ws on worker-2 of the default scenario and
+// files one GPR for its single 80 GB node (8 GPUs, the given priority, exit
+// duration and eviction options); it returns the GPR's id.
+func fileOnWorker2(t *testing.T, nc *nats.Conn, ws string, prio int, exit string, evictable, requeue *bool) string {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := rpc.Call[rpc.Workspace](ctx, nc, events.RPCWorkspaceCreate, rpc.CreateWorkspaceRequest{
+		Name: ws, Clusters: []string{"worker-2"}, Username: "u", Email: "u@example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := rpc.Call[rpc.CreateGPRReply](ctx, nc, events.RPCGPRCreate, rpc.CreateGPRRequest{Caller: admin, Spec: rpc.GPRSpec{
+		Name: ws, Workspace: ws, AutoCluster: true, AutoGPU: true, GPUsPerNode: 8, Nodes: 1, MemoryPerGPU: 80,
+		ExitDuration: exit, Priority: prio, EnableEviction: evictable, RequeueOnFailure: requeue}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep.GPRID
+}
+
 func waitProvisioned(t *testing.T, nc *nats.Conn, id string) rpc.GPR {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)

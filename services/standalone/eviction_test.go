@@ -26,18 +26,7 @@ func TestEvictionChain(t *testing.T) {
 	ctx := context.Background()
 	yes, no := true, false
 	file := func(ws string, prio int, evictable, requeue *bool) string {
-		t.Helper()
-		if _, err := rpc.Call[rpc.Workspace](ctx, nc, events.RPCWorkspaceCreate, rpc.CreateWorkspaceRequest{
-			Name: ws, Clusters: []string{"worker-2"}, Username: "u", Email: "u@example.com"}); err != nil {
-			t.Fatal(err)
-		}
-		rep, err := rpc.Call[rpc.CreateGPRReply](ctx, nc, events.RPCGPRCreate, rpc.CreateGPRRequest{Caller: admin, Spec: rpc.GPRSpec{
-			Name: ws, Workspace: ws, AutoCluster: true, AutoGPU: true, GPUsPerNode: 8, Nodes: 1, MemoryPerGPU: 80,
-			ExitDuration: "1h", Priority: prio, EnableEviction: evictable, RequeueOnFailure: requeue}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return rep.GPRID
+		return fileOnWorker2(t, nc, ws, prio, "1h", evictable, requeue)
 	}
 	get := func(id string) rpc.GPR {
 		t.Helper()

@@ -247,20 +247,7 @@ func TestWaitTimeEstimateIsExact(t *testing.T) {
 	})
 	ctx := context.Background()
 	// worker-2 has one node with 80 GB GPUs; "first" holds it for 90 minutes.
-	file := func(ws, exit string) string {
-		t.Helper()
-		if _, err := rpc.Call[rpc.Workspace](ctx, nc, events.RPCWorkspaceCreate, rpc.CreateWorkspaceRequest{
-			Name: ws, Clusters: []string{"worker-2"}, Username: "u", Email: "u@example.com"}); err != nil {
-			t.Fatal(err)
-		}
-		rep, err := rpc.Call[rpc.CreateGPRReply](ctx, nc, events.RPCGPRCreate, rpc.CreateGPRRequest{Caller: admin, Spec: rpc.GPRSpec{
-			Name: ws, Workspace: ws, AutoCluster: true, AutoGPU: true, GPUsPerNode: 8, Nodes: 1, MemoryPerGPU: 80,
-			ExitDuration: exit, Priority: 100}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return rep.GPRID
-	}
+	file := func(ws, exit string) string { return fileOnWorker2(t, nc, ws, 100, exit, nil, nil) }
 	first := file("first", "1h30m")
 	held := waitProvisioned(t, nc, first)
 	clk.Add(7 * time.Minute)

@@ -23,20 +23,7 @@ func TestAdminMovesQueuedGPRs(t *testing.T) {
 	launch(t, srv.ClientURL(), "", runScheduler)
 	ctx := context.Background()
 	// worker-2's one 80 GB node is held; a, b and c queue for it.
-	file := func(ws string, prio int) string {
-		t.Helper()
-		if _, err := rpc.Call[rpc.Workspace](ctx, nc, events.RPCWorkspaceCreate, rpc.CreateWorkspaceRequest{
-			Name: ws, Clusters: []string{"worker-2"}, Username: "u", Email: "u@example.com"}); err != nil {
-			t.Fatal(err)
-		}
-		rep, err := rpc.Call[rpc.CreateGPRReply](ctx, nc, events.RPCGPRCreate, rpc.CreateGPRRequest{Caller: admin, Spec: rpc.GPRSpec{
-			Name: ws, Workspace: ws, AutoCluster: true, AutoGPU: true, GPUsPerNode: 8, Nodes: 1, MemoryPerGPU: 80,
-			ExitDuration: "1h", Priority: prio}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return rep.GPRID
-	}
+	file := func(ws string, prio int) string { return fileOnWorker2(t, nc, ws, prio, "1h", nil, nil) }
 	waitProvisioned(t, nc, file("holder", 100))
 	a, b, cc := file("a", 100), file("b", 100), file("c", 150)
 	names := map[string]string{a: "a", b: "b", cc: "c"}

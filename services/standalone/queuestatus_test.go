@@ -37,20 +37,7 @@ func TestQueueStatusIsPushed(t *testing.T) {
 	ctx := context.Background()
 	// worker-2 has one node with 80 GB GPUs: "holder" takes it, "low" and
 	// "high" queue for it.
-	file := func(ws string, prio int) string {
-		t.Helper()
-		if _, err := rpc.Call[rpc.Workspace](ctx, nc, events.RPCWorkspaceCreate, rpc.CreateWorkspaceRequest{
-			Name: ws, Clusters: []string{"worker-2"}, Username: "u", Email: "u@example.com"}); err != nil {
-			t.Fatal(err)
-		}
-		rep, err := rpc.Call[rpc.CreateGPRReply](ctx, nc, events.RPCGPRCreate, rpc.CreateGPRRequest{Caller: admin, Spec: rpc.GPRSpec{
-			Name: ws, Workspace: ws, AutoCluster: true, AutoGPU: true, GPUsPerNode: 8, Nodes: 1, MemoryPerGPU: 80,
-			ExitDuration: "1h", Priority: prio}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return rep.GPRID
-	}
+	file := func(ws string, prio int) string { return fileOnWorker2(t, nc, ws, prio, "1h", nil, nil) }
 	holder := file("holder", 100)
 	held := waitProvisioned(t, nc, holder)
 	low := file("low", 50)
