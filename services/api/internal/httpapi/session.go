@@ -119,6 +119,9 @@ func (s *Server) startSession(c echo.Context, l rpc.Login) (session.Session, err
 		rec.UserKey = "key:" + l.Caller.Subject
 	}
 	id, sess, err := s.sessions.Create(c.Request().Context(), rec, l.ExpiresAt)
+	if errors.Is(err, session.ErrExpired) {
+		return session.Session{}, rpc.Errorf(rpc.Unauthenticated, "The credential has expired")
+	}
 	if err != nil {
 		s.log.ErrorContext(c.Request().Context(), "create session", logkey.Err, err)
 		return session.Session{}, rpc.Errorf(rpc.Unavailable, "session store unavailable")
@@ -322,7 +325,11 @@ func (s *Server) directLogin(c echo.Context) error {
 		return s.loginFailed(c, msg)
 	}
 	if _, err := s.startSession(c, l); err != nil {
-		return s.loginFailed(c, msgUnavailable)
+		msg := msgUnavailable
+		if re := (*rpc.Error)(nil); errors.As(err, &re) && re.Code == rpc.Unauthenticated {
+			msg = re.Message
+		}
+		return s.loginFailed(c, msg)
 	}
 	return c.Redirect(http.StatusSeeOther, s.path("/"))
 }

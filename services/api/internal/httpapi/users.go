@@ -41,8 +41,9 @@ type UserDirectory struct {
 }
 
 type cachedUser struct {
-	u  rpc.User
-	at time.Time
+	u       rpc.User
+	missing bool // auth answered NOT_FOUND (a deleted user's token still in use)
+	at      time.Time
 }
 
 // NewUserDirectory returns a directory reading through fetch.
@@ -60,18 +61,24 @@ func (d *UserDirectory) Get(ctx context.Context, username string) (rpc.User, err
 	gen := d.gen
 	d.mu.Unlock()
 	if ok && d.now().Sub(c.at) < UserCacheTTL {
+		if c.missing {
+			return rpc.User{}, rpc.Errorf(rpc.NotFound, "user %s does not exist", username)
+		}
 		return c.u, nil
 	}
 	u, err := d.fetch(ctx, username)
-	if err != nil {
+	missing := rpc.CodeOf(err) == rpc.NotFound
+	if err != nil && !missing {
 		return rpc.User{}, err
 	}
+	// A NOT_FOUND is cached too, so that the tokens of a deleted user cost
+	// no round trip each until they expire; a created event drops it.
 	d.mu.Lock()
 	if d.gen == gen {
-		d.users[username] = cachedUser{u: u, at: d.now()}
+		d.users[username] = cachedUser{u: u, missing: missing, at: d.now()}
 	}
 	d.mu.Unlock()
-	return u, nil
+	return u, err
 }
 
 // Invalidate drops what is cached of username.

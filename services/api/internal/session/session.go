@@ -32,6 +32,10 @@ import (
 	"github.com/open-egs/egs/libs/rpc"
 )
 
+// ErrExpired is Create's answer for a login whose credential has already
+// expired: the caller's fault, not the store's.
+var ErrExpired = errors.New("the credential has expired")
+
 // ErrNotFound is returned for an unknown, expired or deleted session.
 var ErrNotFound = errors.New("session not found")
 
@@ -152,7 +156,7 @@ func (st *Store) Create(ctx context.Context, s Session, notAfter time.Time) (str
 		s.ExpiresAt = minTime(s.ExpiresAt, notAfter.UTC())
 	}
 	if !s.ExpiresAt.After(now) {
-		return "", Session{}, fmt.Errorf("create session: credential already expired")
+		return "", Session{}, ErrExpired
 	}
 	s.CSRF = random()
 	id := random()

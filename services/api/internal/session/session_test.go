@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -146,4 +147,13 @@ func contains(s, sub string) bool {
 		}
 	}
 	return false
+}
+
+func TestCreateRefusesAnExpiredCredential(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)}
+	st := newStore(t, clk)
+	_, _, err := st.Create(context.Background(), Session{UserKey: "u", Username: "u"}, clk.now().Add(-time.Second))
+	if !errors.Is(err, ErrExpired) {
+		t.Fatalf("Create with an expired credential = %v, want ErrExpired", err)
+	}
 }
