@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"regexp"
+
 	"github.com/labstack/echo/v4"
 
 	"github.com/open-egs/egs/libs/events"
@@ -26,6 +28,9 @@ type ClusterBody struct {
 	Server     *string `json:"server"`
 }
 
+// dnsLabel is an RFC 1123 label, what the provisioner requires of a cluster name.
+var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+
 // maxKubeConfigLen bounds a registered kubeconfig (certificates included).
 const maxKubeConfigLen = 256 << 10
 
@@ -35,8 +40,8 @@ func (s *Server) adminRegisterCluster(c echo.Context) error {
 		return err
 	}
 	name, kc := egsStr(b.Name), egsStr(b.KubeConfig)
-	if !events.ValidToken(name) || len(name) > 63 {
-		return rpc.Errorf(rpc.Invalid, `"name" must be 1 to 63 characters without spaces, dots, '*' or '>'`)
+	if !dnsLabel.MatchString(name) || len(name) > 63 {
+		return rpc.Errorf(rpc.Invalid, `"name" must be a DNS label: 1 to 63 lower-case letters, digits and '-', starting and ending with a letter or digit`)
 	}
 	if kc == "" || len(kc) > maxKubeConfigLen {
 		return rpc.Errorf(rpc.Invalid, `"kubeConfig" must be a kubeconfig of at most %d bytes`, maxKubeConfigLen)

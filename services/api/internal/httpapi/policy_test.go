@@ -231,6 +231,7 @@ func TestAdminClusters(t *testing.T) {
 		"register as admin":    {"POST", "/api/v1/admin/clusters", testAdminToken, kc, 201},
 		"register no config":   {"POST", "/api/v1/admin/clusters", owner, `{"name":"kube-b"}`, 422},
 		"register bad name":    {"POST", "/api/v1/admin/clusters", owner, `{"name":"a.b","kubeConfig":"x"}`, 422},
+		"register upper case":  {"POST", "/api/v1/admin/clusters", owner, `{"name":"Lab_1","kubeConfig":"x"}`, 422},
 		"register malformed":   {"POST", "/api/v1/admin/clusters", owner, `{"name":`, 400},
 		"register as editor":   {"POST", "/api/v1/admin/clusters", f.token("e", "Editor", "ws", time.Minute), kc, 403},
 		"list":                 {"GET", "/api/v1/admin/clusters", owner, "", 200},

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -29,6 +30,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/open-egs/egs/libs/bus"
 	"github.com/open-egs/egs/libs/events"
 	"github.com/open-egs/egs/libs/logkey"
 	"github.com/open-egs/egs/libs/rpc"
@@ -155,17 +157,19 @@ func New(c Config) *Manager {
 }
 
 // Load puts the registered clusters into the registry (before the inventory
-// starts, so their nodes are not dropped and re-added) and makes
-// EGS_CLUSTERS hold exactly the served clusters.
+// starts, so their nodes are not dropped and re-added) and drops from
+// EGS_CLUSTERS the clusters that are neither served nor registered.
 func (m *Manager) Load(ctx context.Context) error {
-	entries, err := readAll(ctx, m.creds)
+	entries, err := bus.ReadAll(ctx, m.creds, "")
 	if err != nil {
 		return err
 	}
+	registered := map[string]bool{}
 	for _, e := range entries {
 		if m.static[e.Key()] {
 			continue
 		}
+		registered[e.Key()] = true
 		c, err := m.open(e)
 		if err != nil {
 			m.log.Error("registered cluster cannot be served", logkey.Cluster, e.Key(), logkey.Err, err)
@@ -183,30 +187,17 @@ func (m *Manager) Load(ctx context.Context) error {
 	if err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
 		return fmt.Errorf("list clusters: %w", err)
 	}
+	// An entry goes when its cluster is neither served nor registered: a
+	// registration this replica cannot open (another credentials key) may be
+	// served by a replica that can.
 	for _, k := range keys {
-		if _, ok := m.reg.Get(k); !ok {
+		if _, ok := m.reg.Get(k); !ok && !registered[k] {
 			if err := m.list.Delete(ctx, k); err != nil {
 				return fmt.Errorf("delete cluster %s: %w", k, err)
 			}
 		}
 	}
 	return nil
-}
-
-func readAll(ctx context.Context, kv jetstream.KeyValue) ([]jetstream.KeyValueEntry, error) {
-	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", kv.Bucket(), err)
-	}
-	defer func() { _ = w.Stop() }()
-	var out []jetstream.KeyValueEntry
-	for e := range w.Updates() {
-		if e == nil {
-			return out, nil
-		}
-		out = append(out, e)
-	}
-	return nil, fmt.Errorf("read %s: watcher closed", kv.Bucket())
 }
 
 // open decrypts a credentials entry into a cluster.
@@ -227,6 +218,9 @@ func (m *Manager) open(e jetstream.KeyValueEntry) (*clusters.Cluster, error) {
 
 // build makes a cluster of a kubeconfig's current context.
 func build(name string, kubeconfig []byte, server string) (*clusters.Cluster, error) {
+	if err := inlineOnly(kubeconfig); err != nil {
+		return nil, err
+	}
 	rc, err := clientcmd.RESTConfigFromKubeConfig(kubeconfig)
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig: %w", err)
@@ -239,6 +233,36 @@ func build(name string, kubeconfig []byte, server string) (*clusters.Cluster, er
 		c.Server = strings.TrimSuffix(server, "/")
 	}
 	return c, nil
+}
+
+// inlineOnly refuses a registered kubeconfig that would make the provisioner
+// run a command (exec, auth-provider plugins) or read its own files (token,
+// certificate and key files; client-go reads them while parsing, so this
+// looks before): a registration carries its credentials inline, and nobody
+// who may register a cluster gets to act on the provisioner's host.
+func inlineOnly(kubeconfig []byte) error {
+	cfg, err := clientcmd.Load(kubeconfig)
+	if err != nil {
+		return fmt.Errorf("kubeconfig: %w", err)
+	}
+	for name, ai := range cfg.AuthInfos {
+		switch {
+		case ai.Exec != nil:
+			return fmt.Errorf("kubeconfig user %s: exec credential plugins are not accepted; embed the credentials inline (token or client-certificate-data)", name)
+		case ai.AuthProvider != nil:
+			return fmt.Errorf("kubeconfig user %s: auth-provider plugins are not accepted; embed the credentials inline (token or client-certificate-data)", name)
+		case ai.TokenFile != "":
+			return fmt.Errorf("kubeconfig user %s: tokenFile is not accepted; embed the token inline", name)
+		case ai.ClientCertificate != "" || ai.ClientKey != "":
+			return fmt.Errorf("kubeconfig user %s: certificate and key files are not accepted; use client-certificate-data and client-key-data", name)
+		}
+	}
+	for name, c := range cfg.Clusters {
+		if c.CertificateAuthority != "" {
+			return fmt.Errorf("kubeconfig cluster %s: certificate-authority files are not accepted; use certificate-authority-data", name)
+		}
+	}
+	return nil
 }
 
 func (m *Manager) entry(name string, simulated bool, problem string) events.Cluster {
@@ -434,6 +458,12 @@ func probe(ctx context.Context, c *clusters.Cluster) string {
 // user) or an Owner API key, which is bound to no workspace.
 func admin(c rpc.Caller) bool { return c.Role == "admin" || c.Role == "Owner" && c.Workspace == "" }
 
+// httpsURL reports whether s is an https URL with a host.
+func httpsURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && u.Scheme == "https" && u.Host != "" && u.Hostname() != ""
+}
+
 // Register answers events.RPCClusterRegister.
 func (m *Manager) Register(ctx context.Context, req rpc.ClusterRegisterRequest) (events.Cluster, error) {
 	switch {
@@ -445,8 +475,8 @@ func (m *Manager) Register(ctx context.Context, req rpc.ClusterRegisterRequest) 
 		return events.Cluster{}, rpc.Errorf(rpc.Conflict, "cluster %s is configured, not registered", req.Name)
 	case m.sealer == nil:
 		return events.Cluster{}, rpc.Errorf(rpc.Unavailable, "cluster registration needs a credentials key (-credentials.key-file)")
-	case req.Server != "" && !strings.HasPrefix(req.Server, "https://"):
-		return events.Cluster{}, rpc.Errorf(rpc.BadRequest, "server must be an https:// URL")
+	case req.Server != "" && !httpsURL(req.Server):
+		return events.Cluster{}, rpc.Errorf(rpc.BadRequest, "server must be an https:// URL with a host, got %q", req.Server)
 	}
 	if _, err := build(req.Name, []byte(req.KubeConfig), req.Server); err != nil {
 		return events.Cluster{}, rpc.Errorf(rpc.BadRequest, "%v", err)
@@ -485,7 +515,7 @@ func (m *Manager) Unregister(ctx context.Context, req rpc.ClusterRef) (events.Cl
 // List answers events.RPCClusterList: the served clusters as EGS_CLUSTERS
 // holds them.
 func (m *Manager) List(ctx context.Context, _ rpc.ClusterListRequest) (rpc.ClusterList, error) {
-	entries, err := readAll(ctx, m.list)
+	entries, err := bus.ReadAll(ctx, m.list, "")
 	if err != nil {
 		return rpc.ClusterList{}, rpc.Errorf(rpc.Unavailable, "%v", err)
 	}
