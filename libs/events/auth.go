@@ -51,7 +51,6 @@ const (
 const (
 	SubjectUserChanged        = "egs.auth.v1.user.*.*" // updated, deleted: users' sessions and tokens
 	SubjectAccessTokenRevoked = "egs.auth.v1.usertoken.*.revoked"
-	SubjectSessionRevoked     = "egs.auth.v1.session.*.revoked"
 	SubjectOAuthRevoked       = "egs.auth.v1.oauth.*.revoked" // a revoked OAuth2 access token (id = jti)
 	SubjectClientDeleted      = "egs.auth.v1.client.*.deleted"
 	SubjectSigningKeyAll      = "egs.auth.v1.signingkey.*.*"

@@ -11,6 +11,7 @@ const (
 	StreamWorkspace  = "EGS_WORKSPACE" // owner: workspace
 	StreamGPR        = "EGS_GPR"       // owner: gpr-scheduler
 	StreamQueue      = "EGS_QUEUE"     // owner: gpr-scheduler; the last queue status per GPR
+	StreamSession    = "EGS_SESSION"   // owner: api (the edge); portal session audit events
 	StreamInventory  = "EGS_INVENTORY" // owner: provisioner
 	StreamProvision  = "EGS_PROVISION" // owner: provisioner
 	StreamCommands   = "EGS_CMD"       // work queue; declared by every consumer of commands
@@ -23,6 +24,7 @@ const (
 	SubjectWorkspaceAll  = "egs.workspace.v1.>"
 	SubjectGPRAll        = "egs.gpr.v1.>"
 	SubjectQueueAll      = "egs.queue.v1.>"
+	SubjectSessionAll    = "egs.session.v1.>"
 	SubjectInventoryAll  = "egs.inventory.v1.>"
 	SubjectProvisionAll  = "egs.provision.v1.>"
 	SubjectCommandsAll   = "egs.cmd.v1.>"
@@ -136,6 +138,12 @@ func build(prefix string, toks ...string) (string, error) {
 // GPRSubject is the subject of one event of one GPR: egs.gpr.v1.<ws>.<gprId>.<event>.
 func GPRSubject(workspace, gprID string, ev GPREvent) (string, error) {
 	return build("egs.gpr.v1", workspace, gprID, string(ev))
+}
+
+// SessionAuditSubject is egs.session.v1.<id>.<event>: an audit event of the
+// edge about portal sessions (created, logged-out, revoked).
+func SessionAuditSubject(id, ev string) (string, error) {
+	return build("egs.session.v1", id, ev)
 }
 
 // QueueStatusSubject is egs.queue.v1.<ws>.<gprId>: where a queued GPR

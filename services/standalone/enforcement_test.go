@@ -73,14 +73,14 @@ func TestEdgeEnforcement(t *testing.T) {
 	// Audit: every decision is on the auth stream, none with a secret.
 	nc, js := natstest.Connect(t, st.srv)
 	defer nc.Close()
-	all := readStream(t, js, events.StreamAuth)
+	all := readStream(t, js, events.StreamAuth) + readStream(t, js, events.StreamSession)
 	for _, want := range []string{"egs.auth.v1.apikey.", "egs.auth.v1.user.", "egs.auth.v1.usertoken.", "egs.auth.v1.login.",
-		"egs.auth.v1.session."} {
+		"egs.session.v1."} {
 		if !strings.Contains(all, want) {
-			t.Errorf("no %s* event on the auth stream", want)
+			t.Errorf("no %s* event on the auth or session stream", want)
 		}
 	}
-	for _, want := range []string{".session.", "created", "logged-out", "login.", "failed"} {
+	for _, want := range []string{"session.", "created", "logged-out", "login.", "failed"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("audit lacks %q", want)
 		}

@@ -241,6 +241,12 @@ func (e *Edge) portal(ctx context.Context, d Deps, o *httpapi.Options, timeout t
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
+	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	err = httpapi.EnsureSessionStream(sctx, js)
+	scancel()
+	if err != nil {
+		return err
+	}
 	o.Audit = httpapi.NewAuditor(js, d.Log, now)
 	if d.Config.RedisURL != "" {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
