@@ -4,45 +4,25 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
-	"io"
-	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
 
-	"github.com/open-egs/egs/libs/bus"
-	"github.com/open-egs/egs/libs/config"
-
+	"github.com/open-egs/egs/libs/svcmain"
 	"github.com/open-egs/egs/services/gpr-scheduler/service"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stderr)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "gpr-scheduler:", err)
-		os.Exit(1)
-	}
-}
+func main() { svcmain.Main(spec()) }
 
-func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("gpr-scheduler", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+// spec describes the binary: its flags (environment fallback EGS_GPR_SCHEDULER_*) and
+// how the service runs.
+func spec() svcmain.Spec {
 	var cfg service.Config
-	cfg.RegisterFlags(fs)
-	natsURL := fs.String("nats.url", "nats://127.0.0.1:4222", "NATS server URL.")
-	var level slog.Level
-	fs.TextVar(&level, "log.level", slog.LevelInfo, "Minimum log level.")
-	if err := config.Parse(fs, "EGS_GPR_SCHEDULER", args, getenv); err != nil {
-		return err
+	return svcmain.Spec{
+		Name: service.Name, EnvPrefix: "EGS_GPR_SCHEDULER",
+		Register: func(fs *flag.FlagSet) func() error {
+			cfg.RegisterFlags(fs)
+			return func() error { return cfg.Validate() } // after parsing: a method value would copy cfg now
+		},
+		Run: func(ctx context.Context, env svcmain.Env) error {
+			return service.Run(ctx, service.Deps{Config: cfg, NATS: env.NATS, Log: env.Log})
+		},
 	}
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})).With("service", service.Name)
-	nc, err := bus.Connect(*natsURL, service.Name, log)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = nc.Drain() }()
-	return service.Run(ctx, service.Deps{Config: cfg, NATS: nc, Log: log})
 }

@@ -4,70 +4,32 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
-	"fmt"
 	"io"
-	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
-	"time"
 
-	"github.com/nats-io/nats.go"
-
-	"github.com/open-egs/egs/libs/bus"
-	"github.com/open-egs/egs/libs/config"
-	"github.com/open-egs/egs/libs/logkey"
+	"github.com/open-egs/egs/libs/svcmain"
 	"github.com/open-egs/egs/services/workspace/service"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stderr)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "workspace:", err)
-		os.Exit(1)
+func main() { svcmain.Main(spec()) }
+
+// spec describes the binary: its flags (environment fallback EGS_WORKSPACE_*) and
+// how the service runs.
+func spec() svcmain.Spec {
+	var cfg service.Config
+	return svcmain.Spec{
+		Name: service.Name, EnvPrefix: "EGS_WORKSPACE",
+		Register: func(fs *flag.FlagSet) func() error {
+			cfg.RegisterFlags(fs)
+			return func() error { return cfg.Validate() } // after parsing: a method value would copy cfg now
+		},
+		Run: func(ctx context.Context, env svcmain.Env) error {
+			return service.Run(ctx, service.Deps{Config: cfg, NATS: env.NATS, Log: env.Log})
+		},
 	}
 }
 
-// drainTimeout bounds the wait for the connection to flush at shutdown.
-const drainTimeout = 10 * time.Second
-
+// run is main without the process, for tests.
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("workspace", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	natsURL := fs.String("nats.url", "nats://127.0.0.1:4222", "NATS server URL.")
-	var level slog.Level
-	fs.TextVar(&level, "log.level", slog.LevelInfo, "Minimum log level.")
-	var cfg service.Config
-	cfg.RegisterFlags(fs)
-	if err := config.Parse(fs, "EGS_WORKSPACE", args, getenv); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return err
-	}
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})).With(logkey.Service, service.Name)
-
-	closed := make(chan struct{})
-	nc, err := bus.Connect(*natsURL, "egs-"+service.Name, log, nats.ClosedHandler(func(*nats.Conn) { close(closed) }))
-	if err != nil {
-		return err
-	}
-	runErr := service.Run(ctx, service.Deps{Config: cfg, NATS: nc, Log: log})
-	if err := nc.Drain(); err != nil {
-		nc.Close()
-		return errors.Join(runErr, fmt.Errorf("drain nats: %w", err))
-	}
-	select {
-	case <-closed:
-	case <-time.After(drainTimeout):
-		nc.Close()
-	}
-	return runErr
+	return svcmain.Run(ctx, spec(), args, getenv, io.Discard, stderr)
 }
