@@ -6,7 +6,7 @@ require (
 	github.com/google/go-cmp v0.7.0
 	github.com/nats-io/nats.go v1.55.0
 	github.com/open-egs/egs/libs v0.0.0
-	github.com/open-egs/egs/libs/testkit v0.0.0-00010101000000-000000000000
+	github.com/open-egs/egs/libs/testkit v0.0.0
 	golang.org/x/sync v0.25.0
 )
 
