@@ -460,21 +460,26 @@ func (a *API) series(ctx context.Context, q events.TelemetryQuery) (events.Telem
 		return out, fmt.Errorf("series consumer: %w", err)
 	}
 	defer func() { _ = a.JS.DeleteConsumer(context.WithoutCancel(ctx), RollupStream(q.Res), c.CachedInfo().Name) }()
-	for {
-		info, err := c.Info(ctx)
-		if err != nil {
-			return out, fmt.Errorf("series consumer info: %w", err)
-		}
-		if info.NumPending == 0 {
-			return out, nil
-		}
-		batch, err := c.Fetch(int(min(info.NumPending, 256)), jetstream.FetchMaxWait(time.Second))
+	// One Info for the count; then each message's metadata tells what is
+	// left (no round trip per page). The read goes on to the stream's end:
+	// windows are in the agents' time, storage in the server's, so a storage
+	// time says nothing of which windows can still follow.
+	info, err := c.Info(ctx)
+	if err != nil {
+		return out, fmt.Errorf("series consumer info: %w", err)
+	}
+	pending := info.NumPending
+	for pending > 0 {
+		batch, err := c.Fetch(int(min(pending, 256)), jetstream.FetchMaxWait(time.Second))
 		if err != nil {
 			return out, fmt.Errorf("series fetch: %w", err)
 		}
 		n := 0
 		for m := range batch.Messages() {
 			n++
+			if md, err := m.Metadata(); err == nil {
+				pending = md.NumPending
+			}
 			var r events.RollupBatch
 			ev, err := bus.ParseEvent(m.Data())
 			if err != nil || ev.Decode(&r) != nil {
@@ -505,6 +510,7 @@ func (a *API) series(ctx context.Context, q events.TelemetryQuery) (events.Telem
 			return out, nil
 		}
 	}
+	return out, nil
 }
 
 func ownerMatch(o *events.GPUOwnerRef, f fleet.Filter) bool {
