@@ -30,18 +30,22 @@ type GPUSample struct {
 	// reading is present then.
 	Lost bool `json:"lost,omitempty"`
 
-	GPUUtil         *uint32 `json:"gpuUtil,omitempty"` // percent
-	MemUtil         *uint32 `json:"memUtil,omitempty"` // percent
-	MemUsedBytes    uint64  `json:"memUsed"`
-	MemTotalBytes   uint64  `json:"memTotal"`
-	PowerMilliW     *uint32 `json:"powerMw,omitempty"`
-	PowerLimitMW    *uint32 `json:"powerLimitMw,omitempty"`
-	TempC           *uint32 `json:"tempC,omitempty"`
-	SMClockMHz      *uint32 `json:"smClockMhz,omitempty"`
-	MemClockMHz     *uint32 `json:"memClockMhz,omitempty"`
-	ECCCorrected    *uint64 `json:"eccCorrected,omitempty"`   // volatile, since driver load
-	ECCUncorrected  *uint64 `json:"eccUncorrected,omitempty"` // volatile, since driver load
-	ThrottleReasons uint64  `json:"throttleReasons,omitempty"`
+	GPUUtil *uint32 `json:"gpuUtil,omitempty"` // percent
+	MemUtil *uint32 `json:"memUtil,omitempty"` // percent
+	// MemUsedBytes is the memory in use, without what the driver reserves
+	// (MemReservedBytes), as nvidia-smi and DCGM count it; on a driver without
+	// nvmlDeviceGetMemoryInfo_v2 it includes the reserve, which is then 0.
+	MemUsedBytes     uint64  `json:"memUsed"`
+	MemTotalBytes    uint64  `json:"memTotal"`
+	MemReservedBytes uint64  `json:"memReserved,omitempty"`
+	PowerMilliW      *uint32 `json:"powerMw,omitempty"`
+	PowerLimitMW     *uint32 `json:"powerLimitMw,omitempty"`
+	TempC            *uint32 `json:"tempC,omitempty"`
+	SMClockMHz       *uint32 `json:"smClockMhz,omitempty"`
+	MemClockMHz      *uint32 `json:"memClockMhz,omitempty"`
+	ECCCorrected     *uint64 `json:"eccCorrected,omitempty"`   // volatile, since driver load
+	ECCUncorrected   *uint64 `json:"eccUncorrected,omitempty"` // volatile, since driver load
+	ThrottleReasons  uint64  `json:"throttleReasons,omitempty"`
 	// XIDs are the critical XID errors NVML reported since the last batch.
 	XIDs      []uint64     `json:"xids,omitempty"`
 	Processes []GPUProcess `json:"processes,omitempty"`

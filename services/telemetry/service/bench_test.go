@@ -33,7 +33,8 @@ func encodeRound(b *testing.B, sec int) []*nats.Msg {
 			u, p, t, c := uint32((n+i+sec)%100), uint32(300_000+i), uint32(55), uint32(1980)
 			batch.GPUs = append(batch.GPUs, events.GPUSample{UUID: fmt.Sprintf("GPU-%d-%d", n, i), Index: i,
 				Name: "NVIDIA H100 80GB HBM3", GPUUtil: &u, MemUtil: &u, MemUsedBytes: 40 << 30, MemTotalBytes: 80 << 30,
-				PowerMilliW: &p, PowerLimitMW: &p, TempC: &t, SMClockMHz: &c, MemClockMHz: &c})
+				MemReservedBytes: 480 << 20,
+				PowerMilliW:      &p, PowerLimitMW: &p, TempC: &t, SMClockMHz: &c, MemClockMHz: &c})
 		}
 		subj, _ := events.TelemetryGPUSubject("bench", node)
 		id := fmt.Sprintf("bench.%s.b.%d", node, sec+1)

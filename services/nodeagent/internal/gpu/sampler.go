@@ -170,14 +170,11 @@ func (s *Sampler) sample(d *device) []events.GPUSample {
 		g.Lost = true
 		return []events.GPUSample{g}
 	}
-	mem, ret := d.h.GetMemoryInfo()
+	ret := memory(d.h, &g)
 	if lost(ret) {
 		d.lost = true
 		g.Lost = true
 		return []events.GPUSample{g}
-	}
-	if ret == nvml.SUCCESS {
-		g.MemUsedBytes, g.MemTotalBytes = mem.Used, mem.Total
 	}
 	migOn := false
 	if cur, _, ret := d.h.GetMigMode(); ret == nvml.SUCCESS && cur == nvml.DEVICE_MIG_ENABLE {
@@ -221,13 +218,32 @@ func (s *Sampler) sample(d *device) []events.GPUSample {
 			continue
 		}
 		m := events.GPUSample{UUID: uuid, Index: i, Name: d.name, ParentUUID: d.uuid}
-		if mem, ret := mh.GetMemoryInfo(); ret == nvml.SUCCESS {
-			m.MemUsedBytes, m.MemTotalBytes = mem.Used, mem.Total
-		}
+		memory(mh, &m)
 		m.Processes = s.processes(mh)
 		out = append(out, m)
 	}
 	return out
+}
+
+// memory reads the memory of h into g the way nvidia-smi and DCGM report it:
+// in use without the driver's reserve, which nvmlDeviceGetMemoryInfo_v2
+// gives apart (on an H100 with driver 580, 480 MiB used by nothing that
+// runs). A driver without v2 gets the v1 call, whose "used" includes the
+// reserve.
+func memory(h nvml.Device, g *events.GPUSample) nvml.Return {
+	m2, ret := h.GetMemoryInfo_v2()
+	switch ret {
+	case nvml.SUCCESS:
+		g.MemUsedBytes, g.MemTotalBytes, g.MemReservedBytes = m2.Used, m2.Total, m2.Reserved
+		return ret
+	case nvml.ERROR_GPU_IS_LOST:
+		return ret
+	}
+	m, ret := h.GetMemoryInfo()
+	if ret == nvml.SUCCESS {
+		g.MemUsedBytes, g.MemTotalBytes = m.Used, m.Total
+	}
+	return ret
 }
 
 func (s *Sampler) processes(h nvml.Device) []events.GPUProcess {

@@ -35,6 +35,11 @@ func sensors(d *dgxa100.Device, util uint32, procs []nvml.ProcessInfo) {
 	}
 	d.GetCurrentClocksEventReasonsFunc = func() (uint64, nvml.Return) { return 4, nvml.SUCCESS }
 	d.GetComputeRunningProcessesFunc = func() ([]nvml.ProcessInfo, nvml.Return) { return procs, nvml.SUCCESS }
+	// The v2 call reports the driver's reserve apart from what is used.
+	d.GetMemoryInfo_v2Func = func() (nvml.Memory_v2, nvml.Return) {
+		total, used := d.MemoryInfo.Total, uint64(len(procs))<<30
+		return nvml.Memory_v2{Total: total, Reserved: 480 << 20, Used: used, Free: total - used - 480<<20}, nvml.SUCCESS
+	}
 }
 
 func TestSampleDGXA100(t *testing.T) {
@@ -60,7 +65,7 @@ func TestSampleDGXA100(t *testing.T) {
 	}
 	d0 := srv.Devices[0].(*dgxa100.Device)
 	want := events.GPUSample{UUID: d0.UUID, Index: 0, Name: "Mock NVIDIA A100-SXM4-40GB", GPUUtil: p32(0), MemUtil: p32(0),
-		MemTotalBytes: 40 << 30, PowerMilliW: p32(250_000), PowerLimitMW: p32(400_000), TempC: p32(61),
+		MemTotalBytes: 40 << 30, MemUsedBytes: 1 << 30, MemReservedBytes: 480 << 20, PowerMilliW: p32(250_000), PowerLimitMW: p32(400_000), TempC: p32(61),
 		SMClockMHz: p32(1410), MemClockMHz: p32(1215), ThrottleReasons: 4,
 		Processes: []events.GPUProcess{{PID: 42, UsedMemBytes: 1 << 30, PodUID: "uid-42", PodNamespace: "team-a", PodName: "train-0"}}}
 	if diff := cmp.Diff(want, got[0]); diff != "" {
@@ -80,7 +85,7 @@ func TestGPULost(t *testing.T) {
 		sensors(d.(*dgxa100.Device), 0, nil)
 	}
 	d1 := srv.Devices[1].(*dgxa100.Device)
-	d1.GetMemoryInfoFunc = func() (nvml.Memory, nvml.Return) { return nvml.Memory{}, nvml.ERROR_GPU_IS_LOST }
+	d1.GetMemoryInfo_v2Func = func() (nvml.Memory_v2, nvml.Return) { return nvml.Memory_v2{}, nvml.ERROR_GPU_IS_LOST }
 	s, err := gpu.Open(srv, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -94,8 +99,8 @@ func TestGPULost(t *testing.T) {
 			t.Errorf("GPU 0 = %+v, want present and idle", got[0])
 		}
 	}
-	if n := len(d1.GetMemoryInfoCalls()); n != 1 {
-		t.Errorf("GetMemoryInfo calls on the lost GPU = %d, want 1", n)
+	if n := len(d1.GetMemoryInfo_v2Calls()); n != 1 || len(d1.GetMemoryInfoCalls()) != 0 {
+		t.Errorf("memory calls on the lost GPU = %d (v2) and %d (v1), want 1 and 0", n, len(d1.GetMemoryInfoCalls()))
 	}
 }
 
@@ -107,8 +112,10 @@ func TestMIG(t *testing.T) {
 	d0 := srv.Devices[0].(*dgxa100.Device)
 	d0.MigMode = nvml.DEVICE_MIG_ENABLE
 	mig := &mock.Device{
-		GetUUIDFunc:       func() (string, nvml.Return) { return "MIG-1", nvml.SUCCESS },
-		GetMemoryInfoFunc: func() (nvml.Memory, nvml.Return) { return nvml.Memory{Total: 10 << 30, Used: 1 << 30}, nvml.SUCCESS },
+		GetUUIDFunc: func() (string, nvml.Return) { return "MIG-1", nvml.SUCCESS },
+		GetMemoryInfo_v2Func: func() (nvml.Memory_v2, nvml.Return) {
+			return nvml.Memory_v2{Total: 10 << 30, Used: 1 << 30}, nvml.SUCCESS
+		},
 		GetComputeRunningProcessesFunc: func() ([]nvml.ProcessInfo, nvml.Return) {
 			return []nvml.ProcessInfo{{Pid: 7, UsedGpuMemory: 1 << 30}}, nvml.SUCCESS
 		},
@@ -181,5 +188,31 @@ func TestPodUIDFromCgroup(t *testing.T) {
 				t.Errorf("PodUIDFromCgroup = %q, %v; want %q, %v", got, ok, tc.want, tc.ok)
 			}
 		})
+	}
+}
+
+// A driver without nvmlDeviceGetMemoryInfo_v2 gets the v1 call: "used"
+// then includes the reserve, and no reserve is reported.
+func TestMemoryWithoutV2(t *testing.T) {
+	srv := dgxa100.New()
+	for _, d := range srv.Devices {
+		sensors(d.(*dgxa100.Device), 0, nil)
+	}
+	d0 := srv.Devices[0].(*dgxa100.Device)
+	d0.GetMemoryInfo_v2Func = func() (nvml.Memory_v2, nvml.Return) { return nvml.Memory_v2{}, nvml.ERROR_FUNCTION_NOT_FOUND }
+	d0.GetMemoryInfoFunc = func() (nvml.Memory, nvml.Return) {
+		return nvml.Memory{Total: 40 << 30, Used: 480 << 20, Free: 40<<30 - 480<<20}, nvml.SUCCESS
+	}
+	s, err := gpu.Open(srv, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := s.Sample()
+	if g := got[0]; g.MemUsedBytes != 480<<20 || g.MemTotalBytes != 40<<30 || g.MemReservedBytes != 0 || g.Lost {
+		t.Errorf("GPU 0 without v2 = used %d total %d reserved %d lost %v, want the v1 reading", g.MemUsedBytes,
+			g.MemTotalBytes, g.MemReservedBytes, g.Lost)
+	}
+	if g := got[1]; g.MemUsedBytes != 0 || g.MemReservedBytes != 480<<20 {
+		t.Errorf("GPU 1 with v2 = used %d reserved %d, want 0 and 480 MiB", g.MemUsedBytes, g.MemReservedBytes)
 	}
 }

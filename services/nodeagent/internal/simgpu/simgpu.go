@@ -192,17 +192,28 @@ func (d *device) GetUtilizationRates() (nvml.Utilization, nvml.Return) {
 	return nvml.Utilization{Gpu: u, Memory: u * 6 / 10}, nvml.SUCCESS
 }
 
-func (d *device) GetMemoryInfo() (nvml.Memory, nvml.Return) {
+// reservedMiB is what the driver keeps of an H100's memory (seen with
+// driver 580): nvmlDeviceGetMemoryInfo_v2 reports it apart from "used".
+const reservedMiB = 480
+
+func (d *device) GetMemoryInfo_v2() (nvml.Memory_v2, nvml.Return) {
 	_, procs, lost := d.n.state(d.i)
 	if lost {
-		return nvml.Memory{}, nvml.ERROR_GPU_IS_LOST
+		return nvml.Memory_v2{}, nvml.ERROR_GPU_IS_LOST
 	}
-	total := d.Config.MemoryMB << 20
+	total, reserved := d.Config.MemoryMB<<20, uint64(reservedMiB)<<20
 	used := uint64(0)
 	if procs {
 		used = total * 6 / 10
 	}
-	return nvml.Memory{Total: total, Used: used, Free: total - used}, nvml.SUCCESS
+	return nvml.Memory_v2{Version: nvml.STRUCT_VERSION(nvml.Memory_v2{}, 2), Total: total, Reserved: reserved, Used: used,
+		Free: total - reserved - used}, nvml.SUCCESS
+}
+
+// GetMemoryInfo is the v1 call, whose "used" includes the reserve.
+func (d *device) GetMemoryInfo() (nvml.Memory, nvml.Return) {
+	m, ret := d.GetMemoryInfo_v2()
+	return nvml.Memory{Total: m.Total, Used: m.Used + m.Reserved, Free: m.Free}, ret
 }
 
 func (d *device) GetPowerUsage() (uint32, nvml.Return) {

@@ -38,6 +38,9 @@ type GPU struct {
 	IdleSince time.Time        `json:"idleSince,omitzero"` // zero while busy
 	Workspace string           `json:"workspace,omitempty"`
 	GPRID     string           `json:"gprId,omitempty"`
+	// LastXID is the last critical XID the GPU reported (0: none since the
+	// service started), dcgm-exporter's DCGM_FI_DEV_XID_ERRORS.
+	LastXID uint64 `json:"lastXid,omitempty"`
 
 	alerts  uint8  // raised alerts: 1<<alertPowerBit, 1<<alertTempBit
 	ecc     uint64 // the last uncorrected ECC count seen
@@ -318,6 +321,7 @@ func (f *Fleet) thresholds(g *GPU, fx *Effects) {
 	check(events.AlertPower, alertPowerBit, s.PowerMilliW, 1000, t.PowerW)
 	check(events.AlertTemperature, alertTempBit, s.TempC, 1, t.TempC)
 	for _, x := range s.XIDs {
+		g.LastXID = x
 		fx.Alerts = append(fx.Alerts, f.alert(g, events.AlertXID, "raised", float64(x), 0))
 	}
 	if s.ECCUncorrected != nil {

@@ -134,3 +134,26 @@ func TestRollupCascade(t *testing.T) {
 		t.Errorf("1m rollup = %+v", m)
 	}
 }
+
+// An XID raises one alert when reported; the GPU keeps it as its last XID
+// (dcgm-exporter's DCGM_FI_DEV_XID_ERRORS) after the batch that carried it.
+func TestLastXID(t *testing.T) {
+	f := fleet.New(fleet.Config{Default: fleet.Thresholds{TempC: 87}, Hysteresis: 0.05})
+	b := batch("n1", 0, 10)
+	b.GPUs[0].XIDs = []uint64{48, 79}
+	var xids []float64
+	for _, a := range f.Ingest(b).Alerts {
+		if a.Kind == events.AlertXID {
+			xids = append(xids, a.Value)
+		}
+	}
+	if diff := cmp.Diff([]float64{48, 79}, xids); diff != "" {
+		t.Errorf("xid alerts (-want +got):\n%s", diff)
+	}
+	if fx := f.Ingest(batch("n1", 1, 10)); len(fx.Alerts) != 0 {
+		t.Errorf("alerts of a batch without XIDs: %+v", fx.Alerts)
+	}
+	if g := f.Latest(fleet.Filter{}); len(g) != 1 || g[0].LastXID != 79 {
+		t.Errorf("latest = %+v, want last XID 79", g)
+	}
+}

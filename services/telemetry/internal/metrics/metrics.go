@@ -33,7 +33,11 @@ var dcgm = []series{
 		return float64(g.Sample.MemUsedBytes >> 20), g.Sample.MemTotalBytes > 0
 	}},
 	{"DCGM_FI_DEV_FB_FREE", "Framebuffer memory free (in MiB).", func(g *fleet.GPU) (float64, bool) {
-		return float64((g.Sample.MemTotalBytes - min(g.Sample.MemUsedBytes, g.Sample.MemTotalBytes)) >> 20), g.Sample.MemTotalBytes > 0
+		s := &g.Sample
+		return float64((s.MemTotalBytes - min(s.MemUsedBytes+s.MemReservedBytes, s.MemTotalBytes)) >> 20), s.MemTotalBytes > 0
+	}},
+	{"DCGM_FI_DEV_FB_RESERVED", "Framebuffer memory reserved (in MiB).", func(g *fleet.GPU) (float64, bool) {
+		return float64(g.Sample.MemReservedBytes >> 20), g.Sample.MemReservedBytes > 0
 	}},
 	{"DCGM_FI_DEV_POWER_USAGE", "Power draw (in W).", func(g *fleet.GPU) (float64, bool) { return u32(g.Sample.PowerMilliW, 1000) }},
 	{"DCGM_FI_DEV_POWER_MGMT_LIMIT", "Power management limit (in W).", func(g *fleet.GPU) (float64, bool) {
@@ -58,10 +62,7 @@ var dcgm = []series{
 		return float64(g.Sample.ThrottleReasons), !g.Sample.Lost
 	}},
 	{"DCGM_FI_DEV_XID_ERRORS", "Value of the last XID error encountered.", func(g *fleet.GPU) (float64, bool) {
-		if n := len(g.Sample.XIDs); n > 0 {
-			return float64(g.Sample.XIDs[n-1]), true
-		}
-		return 0, false
+		return float64(g.LastXID), !g.Sample.Lost
 	}},
 }
 

@@ -279,7 +279,7 @@ func (p *parser) batch(b *events.GPUSampleBatch) bool {
 }
 
 var sampleFields = []string{"uuid", "index", "name", "parentUuid", "lost", "gpuUtil", "memUtil", "memUsed", "memTotal",
-	"powerMw", "powerLimitMw", "tempC", "smClockMhz", "memClockMhz", "eccCorrected", "eccUncorrected",
+	"memReserved", "powerMw", "powerLimitMw", "tempC", "smClockMhz", "memClockMhz", "eccCorrected", "eccUncorrected",
 	"throttleReasons", "xids", "processes"}
 
 // sample reads the i-th sample of a batch; h, when not nil, is the hint of
@@ -327,6 +327,8 @@ func (p *parser) sample(s *events.GPUSample, h *hint, i int) bool {
 			s.MemUsedBytes, ok = p.uint(64)
 		case fMemTotal:
 			s.MemTotalBytes, ok = p.uint(64)
+		case fMemReserved:
+			s.MemReservedBytes, ok = p.uint(64)
 		case fPowerMw:
 			ok = u32(&s.PowerMilliW)
 		case fPowerLimitMw:
@@ -454,6 +456,7 @@ const (
 	fMemUtil
 	fMemUsed
 	fMemTotal
+	fMemReserved
 	fPowerMw
 	fPowerLimitMw
 	fTempC

@@ -24,7 +24,7 @@ func event(t testing.TB) []byte {
 	at := time.Date(2026, 11, 27, 12, 0, 1, 500, time.UTC)
 	b := events.GPUSampleBatch{Cluster: "c1", Node: "node-1", Boot: "b1", Seq: 7, At: at, Dropped: 3, GPUs: []events.GPUSample{
 		{UUID: "GPU-0", Index: 0, Name: "NVIDIA H100 80GB HBM3", GPUUtil: p32(0), MemUtil: p32(1), MemUsedBytes: 1 << 30,
-			MemTotalBytes: 80 << 30, PowerMilliW: p32(70_000), PowerLimitMW: p32(700_000), TempC: p32(31), SMClockMHz: p32(1980),
+			MemTotalBytes: 80 << 30, MemReservedBytes: 480 << 20, PowerMilliW: p32(70_000), PowerLimitMW: p32(700_000), TempC: p32(31), SMClockMHz: p32(1980),
 			MemClockMHz: p32(2619), ECCCorrected: p64(0), ECCUncorrected: p64(2), ThrottleReasons: 4, XIDs: []uint64{79},
 			Processes: []events.GPUProcess{{PID: 42, UsedMemBytes: 1 << 20, PodUID: "u", PodNamespace: "ns", PodName: "p"}}},
 		{UUID: "MIG-1", Index: 1, Name: "NVIDIA A100-SXM4-40GB MIG 1g.5gb", ParentUUID: "GPU-1", MemUsedBytes: 5},
