@@ -98,10 +98,10 @@ const (
 	StreamTelemetryRollup = "EGS_TELEMETRY_ROLLUP" // prefix; + "_10S", "_1M", "_1H"
 	// SubjectTelemetryRollupAll selects the rollups of every resolution.
 	SubjectTelemetryRollupAll = "egs.telemetry-rollup.v1.>"
-	// DurableTelemetrySamples and DurableTelemetryGPRs are the telemetry
-	// service's consumers of sample batches and GPR events.
-	DurableTelemetrySamples = "telemetry-samples"
-	DurableTelemetryGPRs    = "telemetry-gprs"
+	// DurableTelemetryGPRs is the telemetry service's consumer of GPR
+	// events. (Sample batches reach it on a core subscription beside the
+	// stream, which it reads only for what the subscription missed.)
+	DurableTelemetryGPRs = "telemetry-gprs"
 )
 
 // TelemetryRollupSubject is egs.telemetry-rollup.v1.<res>.<cluster>.<node
@@ -191,6 +191,10 @@ type SimLoadReply struct {
 // BucketTelemetryGPRs holds the provisioned GPRs the telemetry service
 // attributes GPUs to (owner: telemetry); key = gprId.
 const BucketTelemetryGPRs = "EGS_TELEMETRY_GPRS"
+
+// BucketTelemetryState holds the telemetry service's own state (owner:
+// telemetry): the checkpoint of the sample batches it has settled.
+const BucketTelemetryState = "EGS_TELEMETRY_STATE"
 
 // TelemetryCaller is rpc.Caller (same fields and JSON), repeated here
 // because package rpc imports this one; convert with TelemetryCaller(c).

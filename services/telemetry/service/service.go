@@ -40,7 +40,8 @@ type Config struct {
 	HTTPAddr        string // /metrics; "" disables
 	SampleRetention time.Duration
 	Fetch           int
-	MaxAckPending   int
+	Buffer          int
+	Replay          time.Duration
 	TempThresholdC  float64
 	PowerThresholdW float64 // 0: each GPU's power limit
 	Hysteresis      float64
@@ -54,8 +55,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.RPCTimeout, "rpc.timeout", 10*time.Second, "Deadline of one request/reply call.")
 	fs.StringVar(&c.HTTPAddr, "http.addr", ":9400", "Address of /metrics (dcgm-exporter's port); empty disables.")
 	fs.DurationVar(&c.SampleRetention, "samples.retention", time.Hour, "How long EGS_TELEMETRY keeps raw sample batches (and idle reports and alerts).")
-	fs.IntVar(&c.Fetch, "samples.fetch", 512, "Sample batches requested ahead of the service, and the most applied (and acknowledged) at once.")
-	fs.IntVar(&c.MaxAckPending, "samples.max-ack-pending", 20000, "Unacknowledged sample batches the consumer allows.")
+	fs.IntVar(&c.Fetch, "samples.fetch", 512, "The most sample batches applied at once (and read ahead from the stream when catching up).")
+	fs.IntVar(&c.Buffer, "samples.buffer", 65536, "Sample batches the live subscription holds while the service reads the stream; beyond it they are read from the stream again.")
+	fs.DurationVar(&c.Replay, "samples.replay", 15*time.Second, "How far before its checkpoint the service reads the sample stream again when it starts.")
 	fs.Float64Var(&c.TempThresholdC, "threshold.temperature", 87, "GPU temperature (°C) above which an alert is raised.")
 	fs.Float64Var(&c.PowerThresholdW, "threshold.power", 0, "Power draw (W) above which an alert is raised; 0: the GPU's power limit.")
 	fs.Float64Var(&c.Hysteresis, "threshold.hysteresis", 0.05, "Fraction below a threshold a reading must fall to clear its alert.")
@@ -73,8 +75,11 @@ func (c Config) Validate() error {
 	if c.SampleRetention < time.Minute {
 		errs = append(errs, errors.New("samples.retention must be at least 1m"))
 	}
-	if c.Fetch < 1 || c.MaxAckPending < c.Fetch {
-		errs = append(errs, errors.New("samples.fetch must be positive and at most samples.max-ack-pending"))
+	if c.Fetch < 1 || c.Buffer < c.Fetch {
+		errs = append(errs, errors.New("samples.fetch must be positive and at most samples.buffer"))
+	}
+	if c.Replay < 0 {
+		errs = append(errs, errors.New("samples.replay must not be negative"))
 	}
 	if c.Hysteresis < 0 || c.Hysteresis >= 1 {
 		errs = append(errs, errors.New("threshold.hysteresis must be in [0, 1)"))
@@ -96,7 +101,14 @@ type Deps struct {
 	Listener net.Listener
 	// Shapes overrides the thresholds per GPU model name (NVML's name).
 	Shapes map[string]fleet.Thresholds
+	// OnSettled, when set, is called each time applied samples' effects are
+	// stored, with the number of GPU samples settled so far (benchmarks).
+	OnSettled func(samples uint64)
 }
+
+// legacySamplesDurable is the durable consumer that versions before the
+// live subscription read samples through.
+const legacySamplesDurable = "telemetry-samples"
 
 // Stream is the configuration of EGS_TELEMETRY.
 func Stream(retention time.Duration) jetstream.StreamConfig {
@@ -142,12 +154,14 @@ func Run(ctx context.Context, d Deps) error {
 	if err != nil {
 		return err
 	}
-	samples, err := js.CreateOrUpdateConsumer(ctx, events.StreamTelemetry, jetstream.ConsumerConfig{
-		Durable: events.DurableTelemetrySamples, FilterSubject: events.SubjectTelemetryGPUAll,
-		AckPolicy: jetstream.AckAllPolicy, AckWait: 30 * time.Second, MaxAckPending: cfg.MaxAckPending,
-		DeliverPolicy: jetstream.DeliverAllPolicy})
+	state, err := bus.EnsureKV(ctx, js, jetstream.KeyValueConfig{Bucket: events.BucketTelemetryState, History: 1, Storage: jetstream.FileStorage})
 	if err != nil {
-		return fmt.Errorf("ensure consumer %s: %w", events.DurableTelemetrySamples, err)
+		return err
+	}
+	// Samples arrive on a subscription now; the durable consumer of earlier
+	// versions would only hold state.
+	if err := js.DeleteConsumer(ctx, events.StreamTelemetry, legacySamplesDurable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		log.Warn("delete the old samples consumer", "err", err)
 	}
 	if err := waitStream(ctx, js, events.StreamGPR); err != nil {
 		return err
@@ -185,16 +199,26 @@ func Run(ctx context.Context, d Deps) error {
 		mux := http.NewServeMux()
 		mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-			_ = metrics.Write(w, api.Fleet.Latest(fleet.Filter{}), api.Fleet.Samples())
+			_ = metrics.Write(w, api.Fleet.Latest(fleet.Filter{}), api.Counters())
 		})
 		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	}
+	// Subscribed before ready: nothing published from here on is missed.
+	ingest, err := api.Subscribe(natsapi.IngestConfig{Group: cfg.Fetch, Buffer: cfg.Buffer, Replay: cfg.Replay, State: state,
+		OnSettled: d.OnSettled})
+	if err != nil {
+		_ = svc.Stop()
+		if ln != nil && d.Listener == nil {
+			_ = ln.Close()
+		}
+		return err
 	}
 	log.Info("telemetry service ready", "gprs_restored", n, "metrics_addr", addr(ln))
 	if d.Ready != nil {
 		d.Ready()
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return api.Ingest(gctx, samples, cfg.Fetch) })
+	g.Go(func() error { return ingest(gctx) })
 	g.Go(func() error { return bus.Consume(gctx, js, gprCons, gprSpec, api.OnGPREvent, log) })
 	if cfg.Rollups {
 		g.Go(func() error {

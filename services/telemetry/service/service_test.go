@@ -37,14 +37,19 @@ func config() service.Config {
 
 // start runs the service until stop is called; stop checks it returned nil.
 func start(t *testing.T, nc *nats.Conn, ln net.Listener) (stop func()) {
+	return startWith(t, nc, func(d *service.Deps) { d.Listener = ln })
+}
+
+// startWith is start with the dependencies adjusted by tune.
+func startWith(t *testing.T, nc *nats.Conn, tune func(*service.Deps)) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan struct{})
 	done := make(chan error, 1)
-	go func() {
-		done <- service.Run(ctx, service.Deps{Log: testLog(), Config: config(), NATS: nc, Ready: func() { close(ready) }, Listener: ln,
-			Now: func() time.Time { return t0.Add(2 * time.Minute) }})
-	}()
+	d := service.Deps{Log: testLog(), Config: config(), NATS: nc, Ready: func() { close(ready) },
+		Now: func() time.Time { return t0.Add(2 * time.Minute) }}
+	tune(&d)
+	go func() { done <- service.Run(ctx, d) }()
 	select {
 	case <-ready:
 	case err := <-done:
@@ -106,21 +111,28 @@ func publishGPR(t *testing.T, pub *bus.Publisher, ev events.GPREvent, seq int) {
 // publishSamples publishes the batches of node n1 for seconds from..to, at util.
 func publishSamples(t *testing.T, pub *bus.Publisher, from, to int, util uint32) {
 	t.Helper()
-	subj, _ := events.TelemetryGPUSubject("c1", "n1")
 	var out []bus.Outgoing
 	for s := from; s <= to; s++ {
-		b := events.GPUSampleBatch{Cluster: "c1", Node: "n1", Boot: "b", Seq: uint64(s + 1), At: t0.Add(time.Duration(s) * time.Second)}
-		for i := range 2 {
-			u, p, tc := util, uint32(100_000+4000*util), uint32(30+util/2)
-			b.GPUs = append(b.GPUs, events.GPUSample{UUID: fmt.Sprintf("GPU-%d", i), Index: i, Name: "NVIDIA H100 80GB HBM3",
-				GPUUtil: &u, PowerMilliW: &p, PowerLimitMW: ptr(uint32(700_000)), TempC: &tc, MemTotalBytes: 80 << 30})
-		}
-		e, _ := bus.NewEvent(fmt.Sprintf("c1.n1.b.%d", s+1), "egs/nodeagent", events.EventType("telemetry", "gpu"), "n1", b.At, b)
-		out = append(out, bus.Outgoing{Subject: subj, Event: e})
+		out = append(out, sampleBatch("n1", s, util, 0))
 	}
 	if err := pub.PublishBatch(context.Background(), out); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// sampleBatch is the batch of node (cluster c1, boot b, two GPUs) at second
+// s (sequence s+1), at util, with the agent's drop count.
+func sampleBatch(node string, s int, util uint32, dropped uint64) bus.Outgoing {
+	subj, _ := events.TelemetryGPUSubject("c1", node)
+	b := events.GPUSampleBatch{Cluster: "c1", Node: node, Boot: "b", Seq: uint64(s + 1), At: t0.Add(time.Duration(s) * time.Second),
+		Dropped: dropped}
+	for i := range 2 {
+		u, p, tc := util, uint32(100_000+4000*util), uint32(30+util/2)
+		b.GPUs = append(b.GPUs, events.GPUSample{UUID: fmt.Sprintf("GPU-%d", i), Index: i, Name: "NVIDIA H100 80GB HBM3",
+			GPUUtil: &u, PowerMilliW: &p, PowerLimitMW: ptr(uint32(700_000)), TempC: &tc, MemTotalBytes: 80 << 30})
+	}
+	e, _ := bus.NewEvent(fmt.Sprintf("c1.%s.b.%d", node, s+1), "egs/nodeagent", events.EventType("telemetry", "gpu"), node, b.At, b)
+	return bus.Outgoing{Subject: subj, Event: e}
 }
 
 func ptr[T any](v T) *T { return &v }

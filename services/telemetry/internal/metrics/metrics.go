@@ -66,8 +66,15 @@ var dcgm = []series{
 	}},
 }
 
+// Counters are the service's own counters.
+type Counters struct {
+	Samples uint64 // GPU samples ingested
+	Missed  uint64 // sample batches found missing that the stream did not hold
+	Reads   uint64 // reads of the sample stream (start, interruptions, gaps)
+}
+
 // Write writes every series of every GPU, and the service's own counters.
-func Write(w io.Writer, gpus []fleet.GPU, samples uint64) error {
+func Write(w io.Writer, gpus []fleet.GPU, c Counters) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	labels := make([]string, len(gpus))
 	for i := range gpus {
@@ -95,7 +102,11 @@ func Write(w io.Writer, gpus []fleet.GPU, samples uint64) error {
 			strconv.FormatFloat(float64(gpus[i].At.UnixMilli())/1000, 'f', 3, 64) + "\n")
 	}
 	bw.WriteString("# HELP egs_telemetry_gpu_samples_total GPU samples ingested.\n# TYPE egs_telemetry_gpu_samples_total counter\n")
-	bw.WriteString("egs_telemetry_gpu_samples_total " + strconv.FormatUint(samples, 10) + "\n")
+	bw.WriteString("egs_telemetry_gpu_samples_total " + strconv.FormatUint(c.Samples, 10) + "\n")
+	bw.WriteString("# HELP egs_telemetry_sample_batches_missed_total Sample batches found missing (a node's sequence jumped) that the stream did not hold either.\n# TYPE egs_telemetry_sample_batches_missed_total counter\n")
+	bw.WriteString("egs_telemetry_sample_batches_missed_total " + strconv.FormatUint(c.Missed, 10) + "\n")
+	bw.WriteString("# HELP egs_telemetry_sample_stream_reads_total Reads of the sample stream for what the live subscription did not bring.\n# TYPE egs_telemetry_sample_stream_reads_total counter\n")
+	bw.WriteString("egs_telemetry_sample_stream_reads_total " + strconv.FormatUint(c.Reads, 10) + "\n")
 	return bw.Flush()
 }
 

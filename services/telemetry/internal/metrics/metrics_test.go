@@ -16,7 +16,7 @@ func TestWrite(t *testing.T) {
 		Sample: events.GPUSample{UUID: "GPU-1", Index: 3, Name: `NVIDIA "H100"`, GPUUtil: &util, PowerMilliW: &power, TempC: &temp,
 			MemUsedBytes: 2 << 30, MemTotalBytes: 80 << 30, MemReservedBytes: 480 << 20}}}
 	var b strings.Builder
-	if err := metrics.Write(&b, gpus, 42); err != nil {
+	if err := metrics.Write(&b, gpus, metrics.Counters{Samples: 42, Missed: 3}); err != nil {
 		t.Fatal(err)
 	}
 	labels := `{gpu="3",UUID="GPU-1",device="nvidia3",modelName="NVIDIA \"H100\"",Hostname="w1-h100-0",cluster="worker-1",workspace="team-a",gpr="gpr-1"}`
@@ -30,6 +30,7 @@ func TestWrite(t *testing.T) {
 		"DCGM_FI_DEV_FB_RESERVED" + labels + " 480\n",
 		"DCGM_FI_DEV_XID_ERRORS" + labels + " 0\n", // none yet, as dcgm-exporter writes it
 		"egs_telemetry_gpu_samples_total 42\n",
+		"egs_telemetry_sample_batches_missed_total 3\n",
 	} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("output lacks %q", want)

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -21,7 +22,6 @@ import (
 	"github.com/open-egs/egs/libs/rpc"
 	"github.com/open-egs/egs/services/telemetry/internal/fleet"
 	"github.com/open-egs/egs/services/telemetry/internal/metrics"
-	"github.com/open-egs/egs/services/telemetry/internal/samplejson"
 )
 
 // Source is the CloudEvents source of what the service publishes.
@@ -61,101 +61,12 @@ type API struct {
 	Now   func() time.Time
 	// GPRTimeout bounds the scheduler call that reads a GPR's idle settings.
 	GPRTimeout time.Duration
-}
-
-// Ingest consumes sample batches from cons until ctx ends. The client keeps
-// up to fetch batches requested ahead, so the server delivers while the
-// service works; whatever has arrived (at most fetch) is applied as one
-// group: decoded and applied to the fleet under one lock. A second
-// goroutine, owned by Ingest, then encodes and publishes the group's effects
-// and acknowledges the group with one ack (the consumer acks all up to the
-// last message), so the next group is decoded while the server stores the
-// effects. A group is acknowledged only after its effects are stored, and
-// groups are acknowledged in order. Undecodable batches are logged and
-// acknowledged. Before returning, Ingest finishes the groups it applied.
-func (a *API) Ingest(ctx context.Context, cons jetstream.Consumer, fetch int) error {
-	msgs := make(chan jetstream.Msg, fetch)
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		select {
-		case msgs <- m:
-		case <-ctx.Done(): // not acknowledged: redelivered after AckWait
-		}
-	}, jetstream.PullMaxMessages(fetch), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		a.Log.Warn("consume samples", "err", err)
-	}))
-	if err != nil {
-		return fmt.Errorf("consume %s: %w", events.DurableTelemetrySamples, err)
-	}
-	applied := make(chan appliedGroup, 4)
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		var out outgoing
-		for g := range applied {
-			a.effects(g.fx, &out)
-			a.publish(ctx, &out)
-			if err := g.last.Ack(); err != nil {
-				a.Log.Warn("ack samples", "err", err)
-			}
-		}
-	}()
-	defer func() {
-		cc.Stop()
-		<-cc.Closed()
-		close(applied)
-		<-finished
-	}()
-	g := group{dec: samplejson.NewDecoder()}
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case m := <-msgs:
-			g.msgs = append(g.msgs[:0], m)
-		}
-	fill:
-		for len(g.msgs) < fetch {
-			select {
-			case m := <-msgs:
-				g.msgs = append(g.msgs, m)
-			default:
-				break fill
-			}
-		}
-		applied <- appliedGroup{fx: a.apply(&g), last: g.msgs[len(g.msgs)-1]}
-	}
-}
-
-// group is what Ingest applies at once, with buffers reused from one group
-// to the next (the fleet copies the samples it keeps).
-type group struct {
-	dec     *samplejson.Decoder
-	msgs    []jetstream.Msg
-	batches []events.GPUSampleBatch
-	ptrs    []*events.GPUSampleBatch
-}
-
-// appliedGroup is a group applied to the fleet, waiting for its effects to
-// be published and for its ack.
-type appliedGroup struct {
-	fx   fleet.Effects
-	last jetstream.Msg
-}
-
-func (a *API) apply(g *group) fleet.Effects {
-	g.ptrs = g.ptrs[:0]
-	for _, m := range g.msgs {
-		n := len(g.ptrs)
-		if n == len(g.batches) {
-			g.batches = append(g.batches, events.GPUSampleBatch{})
-		}
-		if err := g.dec.Decode(m.Data(), &g.batches[n]); err != nil {
-			a.Log.Warn("drop undecodable sample batch", "subject", m.Subject(), "err", err)
-			continue
-		}
-		g.ptrs = append(g.ptrs, &g.batches[n])
-	}
-	return a.Fleet.Ingest(g.ptrs...)
+	// Missed counts the sample batches found missing (a node's sequence
+	// jumped) that the stream did not hold either.
+	Missed atomic.Uint64
+	// Reads counts the reads of the sample stream: at start, after the
+	// subscription was interrupted, and for a node's missing batches.
+	Reads atomic.Uint64
 }
 
 // outgoing are the events one group caused, reused from group to group:
@@ -340,6 +251,11 @@ func (a *API) Restore(ctx context.Context) (int, error) {
 	return len(entries), nil
 }
 
+// Counters are the service's counters, for /metrics.
+func (a *API) Counters() metrics.Counters {
+	return metrics.Counters{Samples: a.Fleet.Samples(), Missed: a.Missed.Load(), Reads: a.Reads.Load()}
+}
+
 // Methods are the RPC endpoints.
 func (a *API) Methods(log *slog.Logger, timeout time.Duration) []rpc.Method {
 	return []rpc.Method{
@@ -412,7 +328,7 @@ func (a *API) metrics(_ context.Context, q events.TelemetryQuery) (events.Teleme
 		return events.TelemetryMetrics{}, err
 	}
 	var b bytes.Buffer
-	if err := metrics.Write(&b, a.Fleet.Latest(f), a.Fleet.Samples()); err != nil {
+	if err := metrics.Write(&b, a.Fleet.Latest(f), a.Counters()); err != nil {
 		return events.TelemetryMetrics{}, err
 	}
 	return events.TelemetryMetrics{Text: b.String()}, nil

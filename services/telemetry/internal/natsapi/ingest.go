@@ -1,0 +1,451 @@
+package natsapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/open-egs/egs/libs/events"
+	"github.com/open-egs/egs/services/telemetry/internal/fleet"
+	"github.com/open-egs/egs/services/telemetry/internal/samplejson"
+)
+
+// IngestConfig configures Ingest.
+type IngestConfig struct {
+	// Group is the most batches applied (and settled) at once.
+	Group int
+	// Buffer is the most batches the live subscription holds while the
+	// service reads the stream; beyond it the subscription drops, and the
+	// service reads what it dropped from the stream.
+	Buffer int
+	// Replay is how far before its checkpoint the service reads the stream
+	// again when it starts.
+	Replay time.Duration
+	// State holds the checkpoint (key CheckpointKey).
+	State jetstream.KeyValue
+	// OnSettled, when set, is called after each group's effects are stored
+	// with the number of GPU samples settled so far (tests and benchmarks).
+	OnSettled func(samples uint64)
+}
+
+// CheckpointKey is the key of the checkpoint in the telemetry state bucket:
+// the time (RFC 3339) before which every sample batch stored in
+// EGS_TELEMETRY has been applied and its effects stored.
+const CheckpointKey = "samples.settled"
+
+const (
+	// caughtUpWait is how long a read of the stream waits for a message
+	// before it takes the stream as read to its end.
+	caughtUpWait = 250 * time.Millisecond
+	// resumeMargin is how far before the last live group a read after a
+	// reconnect or a drop starts: it covers the time a batch may wait in
+	// the connection's buffers between being stored and being dropped.
+	resumeMargin = 10 * time.Second
+	// gapLookBack is how far before the last batch of a node the read of
+	// its missing batches starts (the agent's clock may run ahead of the
+	// server's).
+	gapLookBack = time.Minute
+	// checkpointEvery bounds how often the checkpoint is written.
+	checkpointEvery = time.Second
+)
+
+// Ingest (the function Subscribe returns) applies the nodes' sample batches
+// until ctx ends.
+//
+// Batches arrive on a core subscription to egs.telemetry.v1.gpu.>, beside
+// EGS_TELEMETRY, which stores them: the server hands each message to the
+// subscription as it hands it to the stream, so the service reads nothing
+// back from the stream while it keeps up. The stream is read only for what
+// the subscription did not bring: at start, from the checkpoint (less
+// Replay) to the stream's end; after a reconnect or when the subscription
+// dropped, from shortly before the last live group; and when a node's
+// batch sequence jumps (the batch carries its agent's boot and sequence),
+// that node's missing batches, before the batch that revealed the gap. A
+// jump that the agent's own drop count explains is no gap. Batches already
+// applied (same boot, sequence not higher) are skipped, so a batch read
+// twice counts once, and each node's batches are applied in order.
+//
+// Whatever has arrived (at most Group batches) is decoded and applied to the
+// fleet under one lock; a second goroutine, owned by Ingest, then publishes
+// the group's effects and advances the checkpoint, so the next group is
+// decoded while the server stores the effects. The checkpoint only moves
+// past a group once its effects are stored. Undecodable batches are logged
+// and skipped. Before returning, Ingest settles the groups it applied.
+//
+// Subscribe subscribes (so that nothing published from its return on is
+// missed) and returns the run function.
+func (a *API) Subscribe(cfg IngestConfig) (run func(ctx context.Context) error, err error) {
+	in := &ingest{a: a, cfg: cfg, dec: samplejson.NewDecoder(), seqs: map[nodeKey]*nodeSeq{},
+		live: make(chan *nats.Msg, cfg.Buffer), applied: make(chan appliedGroup, 4)}
+	sub, err := a.NC.ChanSubscribe(events.SubjectTelemetryGPUAll, in.live)
+	if err != nil {
+		return nil, fmt.Errorf("subscribe %s: %w", events.SubjectTelemetryGPUAll, err)
+	}
+	if err := a.NC.FlushTimeout(10 * time.Second); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, fmt.Errorf("subscribe %s: %w", events.SubjectTelemetryGPUAll, err)
+	}
+	in.sub = sub
+	// Whatever is stored from here on also arrives on the subscription.
+	in.lastLive, in.reconnects = time.Now(), a.NC.Stats().Reconnects
+	return in.run, nil
+}
+
+func (in *ingest) run(ctx context.Context) error {
+	cfg, sub := in.cfg, in.sub
+	from, err := in.checkpoint(ctx)
+	if err != nil {
+		_ = sub.Unsubscribe()
+		return err
+	}
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		in.settle(ctx)
+	}()
+	defer func() {
+		_ = sub.Unsubscribe()
+		close(in.applied)
+		<-finished
+	}()
+	if err := in.catchUp(ctx, from); err != nil {
+		return err
+	}
+	// A disconnect shows once the connection is back, a drop at the next
+	// batch taken or the next tick: either way the batches missed were
+	// stored after the last live group arrived (less the margin).
+	resume := func() error {
+		if !in.interrupted() {
+			return nil
+		}
+		return in.catchUp(ctx, in.lastLive.Add(-resumeMargin))
+	}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		var m *nats.Msg
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			if err := resume(); err != nil {
+				return err
+			}
+			continue
+		case m = <-in.live:
+		}
+		if err := resume(); err != nil {
+			return err
+		}
+		in.lastLive = time.Now()
+		in.add(ctx, m.Data, true)
+	fill:
+		for in.n < cfg.Group {
+			select {
+			case m := <-in.live:
+				in.add(ctx, m.Data, true)
+			default:
+				break fill
+			}
+		}
+		in.apply(in.lastLive)
+	}
+}
+
+type nodeKey struct{ cluster, node string }
+
+// nodeSeq is the last batch applied of one node.
+type nodeSeq struct {
+	boot    string
+	seq     uint64
+	dropped uint64
+	at      time.Time
+}
+
+// ingest is the state of one Ingest; only Ingest's goroutine touches it,
+// except applied (read by settle) and the counters.
+type ingest struct {
+	a    *API
+	cfg  IngestConfig
+	sub  *nats.Subscription
+	live chan *nats.Msg
+	dec  *samplejson.Decoder
+	seqs map[nodeKey]*nodeSeq
+
+	pool []*events.GPUSampleBatch // decoded batches, reused from group to group
+	n    int                      // batches of pool in the current group
+	ptrs []*events.GPUSampleBatch // the current group's accepted batches
+
+	dropped    int    // the subscription's drops seen
+	reconnects uint64 // the connection's reconnects seen
+	lastLive   time.Time
+
+	applied chan appliedGroup
+}
+
+// appliedGroup is a group applied to the fleet, waiting for its effects to
+// be published; settled is the time its batches were stored by.
+type appliedGroup struct {
+	fx      fleet.Effects
+	samples uint64
+	settled time.Time
+}
+
+// interrupted reports whether the subscription may have missed batches since
+// the last look: it dropped some, or the connection was re-established.
+func (in *ingest) interrupted() bool {
+	d, _ := in.sub.Dropped()
+	r := in.a.NC.Stats().Reconnects
+	if d == in.dropped && r == in.reconnects {
+		return false
+	}
+	in.a.Log.Warn("sample subscription interrupted; reading the stream", "dropped", d-in.dropped, "reconnects", r-in.reconnects)
+	in.dropped, in.reconnects = d, r
+	return true
+}
+
+// slot returns an empty batch to decode into: pointers stay valid while the
+// pool grows.
+func (in *ingest) slot() *events.GPUSampleBatch {
+	if in.n == len(in.pool) {
+		in.pool = append(in.pool, &events.GPUSampleBatch{})
+	}
+	return in.pool[in.n]
+}
+
+// add decodes one batch and adds it to the group unless it was applied
+// already. A live batch whose sequence jumps has the node's missing batches
+// read from the stream and added first.
+func (in *ingest) add(ctx context.Context, data []byte, live bool) {
+	b := in.slot()
+	if err := in.dec.Decode(data, b); err != nil {
+		in.a.Log.Warn("drop undecodable sample batch", "err", err)
+		return
+	}
+	k := nodeKey{b.Cluster, b.Node}
+	st := in.seqs[k]
+	in.n++ // b's slot, from here on
+	switch {
+	case st == nil:
+		st = &nodeSeq{}
+		in.seqs[k] = st
+	case st.boot == b.Boot && b.Seq <= st.seq:
+		in.n-- // applied already: the slot is free again
+		return
+	case live && st.boot == b.Boot && gap(st, b) > 0:
+		in.fillGap(ctx, k, st, b) // the missing batches go before b
+	}
+	st.boot, st.seq, st.dropped, st.at = b.Boot, b.Seq, b.Dropped, b.At
+	in.ptrs = append(in.ptrs, b)
+}
+
+// gap is how many batches of the node are missing between st and b (same
+// boot, b later) that its agent did not drop.
+func gap(st *nodeSeq, b *events.GPUSampleBatch) uint64 {
+	missing := b.Seq - st.seq - 1
+	if b.Dropped > st.dropped {
+		missing -= min(missing, b.Dropped-st.dropped)
+	}
+	return missing
+}
+
+// fillGap adds the batches of node k between st and b, read from the stream.
+func (in *ingest) fillGap(ctx context.Context, k nodeKey, st *nodeSeq, b *events.GPUSampleBatch) {
+	subj, err := events.TelemetryGPUSubject(k.cluster, k.node)
+	if err != nil {
+		return
+	}
+	want, found := gap(st, b), uint64(0)
+	err = in.read(ctx, subj, st.at.Add(-gapLookBack), 0, func(m jetstream.Msg) bool {
+		g := in.slot()
+		if err := in.dec.Decode(m.Data(), g); err != nil || g.Boot != b.Boot || g.Seq <= st.seq || g.Seq >= b.Seq {
+			return true
+		}
+		st.seq, st.dropped, st.at = g.Seq, g.Dropped, g.At
+		in.ptrs = append(in.ptrs, g)
+		in.n++
+		found++
+		return found < want
+	})
+	if found < want {
+		in.a.Missed.Add(want - found)
+		in.a.Log.Warn("sample batches missing from the stream", "cluster", k.cluster, "node", k.node,
+			"boot", b.Boot, "missing", want-found, "before_seq", b.Seq, "err", err)
+	}
+}
+
+// apply applies the current group to the fleet and hands its effects to
+// settle; settled is the time its batches were stored by.
+func (in *ingest) apply(settled time.Time) {
+	if len(in.ptrs) == 0 {
+		in.n = 0
+		return
+	}
+	var samples uint64
+	for _, b := range in.ptrs {
+		samples += uint64(len(b.GPUs))
+	}
+	in.applied <- appliedGroup{fx: in.a.Fleet.Ingest(in.ptrs...), samples: samples, settled: settled}
+	in.ptrs = in.ptrs[:0]
+	in.n = 0
+}
+
+// catchUp reads the stream's sample batches stored from from (the zero time:
+// all) to its end, applying those not applied yet, then applies what the
+// subscription brought meanwhile through the live loop. A read that fails
+// is retried from the time it reached.
+func (in *ingest) catchUp(ctx context.Context, from time.Time) error {
+	start := time.Now()
+	read := 0
+	for attempt := 0; ; attempt++ {
+		// Up to what the stream holds now: what comes later is on the
+		// subscription.
+		var upTo uint64
+		stream, err := in.a.JS.Stream(ctx, events.StreamTelemetry)
+		if err == nil {
+			st := stream.CachedInfo().State
+			if st.Msgs == 0 || !from.IsZero() && st.LastTime.Before(from) {
+				return nil
+			}
+			upTo = st.LastSeq
+		}
+		var last time.Time
+		if err == nil {
+			err = in.read(ctx, events.SubjectTelemetryGPUAll, from, upTo, func(m jetstream.Msg) bool {
+				md, err := m.Metadata()
+				if err != nil {
+					return true
+				}
+				in.add(ctx, m.Data(), false)
+				read++
+				last = md.Timestamp
+				if in.n >= in.cfg.Group {
+					in.apply(last)
+				}
+				return true
+			})
+		}
+		in.apply(last)
+		if err == nil {
+			if read > 0 {
+				in.a.Log.Info("read sample batches from the stream", "from", from, "batches", read,
+					"took", time.Since(start).Round(time.Millisecond))
+			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if attempt == 4 {
+			return fmt.Errorf("read %s: %w", events.StreamTelemetry, err)
+		}
+		in.a.Log.Warn("read sample stream; retrying", "err", err)
+		if !last.IsZero() {
+			from = last
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Duration(attempt+1) * 200 * time.Millisecond):
+		}
+	}
+}
+
+// read hands each message of EGS_TELEMETRY on filter stored from from (the
+// zero time: all) to each, in order, until the stream's end, the message at
+// stream sequence upTo (when not 0), or each returns false.
+func (in *ingest) read(ctx context.Context, filter string, from time.Time, upTo uint64, each func(jetstream.Msg) bool) error {
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverAllPolicy,
+		InactiveThreshold: 10 * time.Second}
+	if !from.IsZero() {
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &from
+	}
+	in.a.Reads.Add(1)
+	cons, err := in.a.JS.OrderedConsumer(ctx, events.StreamTelemetry, cfg)
+	if err != nil {
+		return err
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(max(in.cfg.Group, 64)))
+	if err != nil {
+		return err
+	}
+	defer it.Stop()
+	for {
+		nctx, cancel := context.WithTimeout(ctx, caughtUpWait)
+		m, err := it.Next(jetstream.NextContext(nctx))
+		cancel()
+		switch {
+		case errors.Is(err, nats.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return nil // nothing more stored
+		case err != nil:
+			return err
+		}
+		if !each(m) {
+			return nil
+		}
+		if md, err := m.Metadata(); err == nil && (md.NumPending == 0 || upTo > 0 && md.Sequence.Stream >= upTo) {
+			return nil
+		}
+	}
+}
+
+// checkpoint returns the time to read the stream from at start: the stored
+// checkpoint less Replay, or the zero time (all) without one.
+func (in *ingest) checkpoint(ctx context.Context) (time.Time, error) {
+	e, err := in.cfg.State.Get(ctx, CheckpointKey)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("read checkpoint: %w", err)
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(e.Value()))
+	if err != nil {
+		in.a.Log.Warn("unreadable checkpoint; reading the whole stream", "value", string(e.Value()))
+		return time.Time{}, nil
+	}
+	return t.Add(-in.cfg.Replay), nil
+}
+
+// settle publishes each applied group's effects, in order, and then moves
+// the checkpoint to the group's time (written at most every second, and
+// once more at the end).
+func (in *ingest) settle(ctx context.Context) {
+	var out outgoing
+	var settled, written time.Time
+	var samples uint64
+	write := func() {
+		if settled.IsZero() || settled.Equal(written) {
+			return
+		}
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if _, err := in.cfg.State.Put(wctx, CheckpointKey, []byte(settled.UTC().Format(time.RFC3339Nano))); err != nil {
+			in.a.Log.Warn("write checkpoint", "err", err)
+			return
+		}
+		written = settled
+	}
+	for g := range in.applied {
+		in.a.effects(g.fx, &out)
+		in.a.publish(ctx, &out)
+		samples += g.samples
+		if !g.settled.IsZero() {
+			settled = g.settled
+		}
+		if in.cfg.OnSettled != nil {
+			in.cfg.OnSettled(samples)
+		}
+		if time.Since(written) >= checkpointEvery {
+			write()
+		}
+	}
+	write()
+}
