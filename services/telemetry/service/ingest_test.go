@@ -2,6 +2,7 @@ package service_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -122,8 +123,79 @@ func TestGapIsReadFromTheStream(t *testing.T) {
 	if m := counter(t, nc, "egs_telemetry_sample_batches_missed_total"); m != 1 {
 		t.Errorf("missed = %d, want 1", m)
 	}
-	if n := counter(t, nc, "egs_telemetry_gpu_samples_total"); n != 26 {
-		t.Errorf("samples ingested = %d, want 26", n)
+
+	// The agent restarts (boot c); its first two batches reach the stream
+	// only: the third shows them missing, and they are read before it.
+	for seq := range 2 {
+		quiet := bootBatch("n1", "c", 15+seq, uint64(seq+1), 50, 0)
+		quiet.Subject = "feed.c1.n1"
+		publish(quiet)
+	}
+	eventually(t, "the new boot's quiet batches stored", func() bool {
+		st, err := js.Stream(ctx, events.StreamTelemetry)
+		if err != nil {
+			return false
+		}
+		m, err := st.GetLastMsgForSubject(ctx, subj)
+		return err == nil && strings.Contains(string(m.Data), `"boot":"c","seq":2`)
+	})
+	publish(bootBatch("n1", "c", 17, 3, 50, 0))
+	eventually(t, "the new boot's batches", func() bool { return settled.Load() == 32 },
+		func() string { return fmt.Sprintf("%d samples settled", settled.Load()) })
+	if m := counter(t, nc, "egs_telemetry_sample_batches_missed_total"); m != 1 {
+		t.Errorf("missed = %d, want still 1", m)
+	}
+	if n := counter(t, nc, "egs_telemetry_gpu_samples_total"); n != 32 {
+		t.Errorf("samples ingested = %d, want 32", n)
+	}
+}
+
+// The first start of this version after one that read samples through the
+// durable consumer telemetry-samples starts from that consumer's ack floor,
+// and deletes the consumer.
+func TestLegacyConsumerSeedsTheCheckpoint(t *testing.T) {
+	_, nc, js := natstest.RunJetStream(t)
+	pub := scheduler(t, nc, js, time.Hour)
+	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, service.Stream(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, events.StreamTelemetry, jetstream.ConsumerConfig{Durable: "telemetry-samples",
+		FilterSubject: events.SubjectTelemetryGPUAll, AckPolicy: jetstream.AckAllPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for s := range 10 {
+		if err := pub.PublishBatch(ctx, []bus.Outgoing{sampleBatch("n1", s, 50, 0)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The old version applied the first five.
+	batch, err := cons.Fetch(5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last jetstream.Msg
+	for m := range batch.Messages() {
+		last = m
+	}
+	if err := last.DoubleAck(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var settled atomic.Uint64
+	startWith(t, nc, func(d *service.Deps) {
+		d.Config.Replay = 0
+		d.OnSettled = func(n uint64) { settled.Store(n) }
+	})
+	// From the fifth (stored at the ack floor's time) on: six batches.
+	eventually(t, "the batches after the ack floor", func() bool { return settled.Load() == 12 },
+		func() string { return fmt.Sprintf("%d samples settled", settled.Load()) })
+	time.Sleep(300 * time.Millisecond)
+	if n := counter(t, nc, "egs_telemetry_gpu_samples_total"); n != 12 {
+		t.Errorf("samples ingested = %d, want 12", n)
+	}
+	if _, err := js.Consumer(ctx, events.StreamTelemetry, "telemetry-samples"); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		t.Errorf("old consumer: %v, want it deleted", err)
 	}
 }
 

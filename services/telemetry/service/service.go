@@ -158,10 +158,8 @@ func Run(ctx context.Context, d Deps) error {
 	if err != nil {
 		return err
 	}
-	// Samples arrive on a subscription now; the durable consumer of earlier
-	// versions would only hold state.
-	if err := js.DeleteConsumer(ctx, events.StreamTelemetry, legacySamplesDurable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		log.Warn("delete the old samples consumer", "err", err)
+	if err := retireLegacyConsumer(ctx, js, state, log); err != nil {
+		return err
 	}
 	if err := waitStream(ctx, js, events.StreamGPR); err != nil {
 		return err
@@ -254,6 +252,38 @@ func Run(ctx context.Context, d Deps) error {
 	}
 	log.Info("telemetry service stopped")
 	return err
+}
+
+// retireLegacyConsumer deletes the durable consumer that versions before
+// the live subscription read samples through, after taking its ack floor as
+// the checkpoint when there is none yet, so that the first start of this
+// version reads only what the old one had not settled.
+func retireLegacyConsumer(ctx context.Context, js jetstream.JetStream, state jetstream.KeyValue, log *slog.Logger) error {
+	c, err := js.Consumer(ctx, events.StreamTelemetry, legacySamplesDurable)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("look for the old samples consumer: %w", err)
+	}
+	if floor := c.CachedInfo().AckFloor.Stream; floor > 0 {
+		if _, err := state.Get(ctx, natsapi.CheckpointKey); errors.Is(err, jetstream.ErrKeyNotFound) {
+			stream, err := js.Stream(ctx, events.StreamTelemetry)
+			if err != nil {
+				return err
+			}
+			if m, err := stream.GetMsg(ctx, floor); err == nil {
+				if _, err := state.Create(ctx, natsapi.CheckpointKey, []byte(m.Time.UTC().Format(time.RFC3339Nano))); err != nil &&
+					!errors.Is(err, jetstream.ErrKeyExists) {
+					return fmt.Errorf("seed the checkpoint: %w", err)
+				}
+			}
+		}
+	}
+	if err := js.DeleteConsumer(ctx, events.StreamTelemetry, legacySamplesDurable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		log.Warn("delete the old samples consumer", "err", err)
+	}
+	return nil
 }
 
 func addr(ln net.Listener) string {

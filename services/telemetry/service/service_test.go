@@ -123,15 +123,20 @@ func publishSamples(t *testing.T, pub *bus.Publisher, from, to int, util uint32)
 // sampleBatch is the batch of node (cluster c1, boot b, two GPUs) at second
 // s (sequence s+1), at util, with the agent's drop count.
 func sampleBatch(node string, s int, util uint32, dropped uint64) bus.Outgoing {
+	return bootBatch(node, "b", s, uint64(s+1), util, dropped)
+}
+
+// bootBatch is sampleBatch of an agent boot, with its sequence.
+func bootBatch(node, boot string, s int, seq uint64, util uint32, dropped uint64) bus.Outgoing {
 	subj, _ := events.TelemetryGPUSubject("c1", node)
-	b := events.GPUSampleBatch{Cluster: "c1", Node: node, Boot: "b", Seq: uint64(s + 1), At: t0.Add(time.Duration(s) * time.Second),
+	b := events.GPUSampleBatch{Cluster: "c1", Node: node, Boot: boot, Seq: seq, At: t0.Add(time.Duration(s) * time.Second),
 		Dropped: dropped}
 	for i := range 2 {
 		u, p, tc := util, uint32(100_000+4000*util), uint32(30+util/2)
 		b.GPUs = append(b.GPUs, events.GPUSample{UUID: fmt.Sprintf("GPU-%d", i), Index: i, Name: "NVIDIA H100 80GB HBM3",
 			GPUUtil: &u, PowerMilliW: &p, PowerLimitMW: ptr(uint32(700_000)), TempC: &tc, MemTotalBytes: 80 << 30})
 	}
-	e, _ := bus.NewEvent(fmt.Sprintf("c1.%s.b.%d", node, s+1), "egs/nodeagent", events.EventType("telemetry", "gpu"), node, b.At, b)
+	e, _ := bus.NewEvent(fmt.Sprintf("c1.%s.%s.%d", node, boot, seq), "egs/nodeagent", events.EventType("telemetry", "gpu"), node, b.At, b)
 	return bus.Outgoing{Subject: subj, Event: e}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -51,6 +52,9 @@ const (
 	gapLookBack = time.Minute
 	// checkpointEvery bounds how often the checkpoint is written.
 	checkpointEvery = time.Second
+	// stalledAfter is how long a read of the stream waits for a message it
+	// knows is pending before it gives up (and is retried).
+	stalledAfter = 5 * time.Second
 )
 
 // Ingest (the function Subscribe returns) applies the nodes' sample batches
@@ -115,55 +119,97 @@ func (in *ingest) run(ctx context.Context) error {
 	if err := in.catchUp(ctx, from); err != nil {
 		return err
 	}
-	// A disconnect shows once the connection is back, a drop at the next
-	// batch taken or the next tick: either way the batches missed were
-	// stored after the last live group arrived (less the margin).
-	resume := func() error {
-		if !in.interrupted() {
-			return nil
-		}
-		return in.catchUp(ctx, in.lastLive.Add(-resumeMargin))
-	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
+		if err := in.resume(ctx); err != nil {
+			return err
+		}
 		var m *nats.Msg
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
-			if err := resume(); err != nil {
-				return err
-			}
 			continue
 		case m = <-in.live:
 		}
-		if err := resume(); err != nil {
+		// The drop or reconnect that the check above did not see yet.
+		if err := in.resume(ctx); err != nil {
 			return err
 		}
-		in.lastLive = time.Now()
-		in.add(ctx, m.Data, true)
+		// Batches taken from here on were received after the last live
+		// group; while disconnected that time stays where the outage began.
+		if in.a.NC.IsConnected() {
+			in.lastLive = time.Now()
+		}
+		in.add(ctx, m, true)
 	fill:
-		for in.n < cfg.Group {
+		for in.n < cfg.Group && in.force.IsZero() {
 			select {
 			case m := <-in.live:
-				in.add(ctx, m.Data, true)
+				in.add(ctx, m, true)
 			default:
+				in.emptyAt = time.Now() // everything received so far is taken
 				break fill
 			}
 		}
-		in.apply(in.lastLive)
+		in.apply(in.emptyAt)
 	}
+}
+
+// resume reads the stream when the subscription may have missed batches:
+// when add asked for it (a gap it could not fill, or an interruption seen
+// while filling), or when the subscription dropped batches or the
+// connection was re-established since the last look. A disconnect shows once
+// the connection is back, a drop at the next look: either way the batches
+// missed were stored after the last live group arrived (less the margin).
+// The live batches put aside meanwhile are then added again.
+func (in *ingest) resume(ctx context.Context) error {
+	from := in.force
+	if in.interrupted() {
+		if t := in.lastLive.Add(-resumeMargin); from.IsZero() || t.Before(from) {
+			from = t
+		}
+	}
+	if from.IsZero() {
+		return nil
+	}
+	in.force = time.Time{}
+	if err := in.catchUp(ctx, from); err != nil {
+		return err
+	}
+	deferred := in.deferred
+	in.deferred = nil
+	for _, m := range deferred {
+		in.add(ctx, m, true)
+	}
+	in.apply(in.emptyAt)
+	return nil
 }
 
 type nodeKey struct{ cluster, node string }
 
-// nodeSeq is the last batch applied of one node.
+// nodeSeq is the last batch applied of one node, and its earlier boots.
 type nodeSeq struct {
 	boot    string
 	seq     uint64
 	dropped uint64
 	at      time.Time
+	old     []string // the boots before, newest last (at most maxOldBoots)
+}
+
+// maxOldBoots bounds the earlier boots remembered per node.
+const maxOldBoots = 4
+
+// take records b as the node's last applied batch.
+func (st *nodeSeq) take(b *events.GPUSampleBatch) {
+	if b.Boot != st.boot && st.boot != "" {
+		if len(st.old) == maxOldBoots {
+			st.old = st.old[1:]
+		}
+		st.old = append(st.old, st.boot)
+	}
+	st.boot, st.seq, st.dropped, st.at = b.Boot, b.Seq, b.Dropped, b.At
 }
 
 // ingest is the state of one Ingest; only Ingest's goroutine touches it,
@@ -183,6 +229,13 @@ type ingest struct {
 	dropped    int    // the subscription's drops seen
 	reconnects uint64 // the connection's reconnects seen
 	lastLive   time.Time
+	// emptyAt is when the subscription's buffer was last seen empty: every
+	// batch received before it has been taken.
+	emptyAt time.Time
+	// force, when set, asks resume to read the stream from that time;
+	// deferred are the live batches put aside until it has.
+	force    time.Time
+	deferred []*nats.Msg
 
 	applied chan appliedGroup
 }
@@ -193,6 +246,13 @@ type appliedGroup struct {
 	fx      fleet.Effects
 	samples uint64
 	settled time.Time
+}
+
+// interruptedSince reports, without taking note, whether interrupted would
+// report true.
+func (in *ingest) interruptedSince() bool {
+	d, _ := in.sub.Dropped()
+	return d != in.dropped || in.a.NC.Stats().Reconnects != in.reconnects
 }
 
 // interrupted reports whether the subscription may have missed batches since
@@ -218,9 +278,15 @@ func (in *ingest) slot() *events.GPUSampleBatch {
 }
 
 // add decodes one batch and adds it to the group unless it was applied
-// already. A live batch whose sequence jumps has the node's missing batches
-// read from the stream and added first.
-func (in *ingest) add(ctx context.Context, data []byte, live bool) {
+// already. A live batch after which the node's sequence jumps has the node's
+// missing batches read from the stream and added first; when that read
+// fails, or the subscription was interrupted meanwhile, the batch is put
+// aside and resume reads the stream.
+func (in *ingest) add(ctx context.Context, m *nats.Msg, live bool) {
+	in.addData(ctx, m.Data, m, live)
+}
+
+func (in *ingest) addData(ctx context.Context, data []byte, m *nats.Msg, live bool) {
 	b := in.slot()
 	if err := in.dec.Decode(data, b); err != nil {
 		in.a.Log.Warn("drop undecodable sample batch", "err", err)
@@ -228,54 +294,99 @@ func (in *ingest) add(ctx context.Context, data []byte, live bool) {
 	}
 	k := nodeKey{b.Cluster, b.Node}
 	st := in.seqs[k]
-	in.n++ // b's slot, from here on
-	switch {
-	case st == nil:
+	if st == nil {
 		st = &nodeSeq{}
 		in.seqs[k] = st
-	case st.boot == b.Boot && b.Seq <= st.seq:
-		in.n-- // applied already: the slot is free again
-		return
-	case live && st.boot == b.Boot && gap(st, b) > 0:
-		in.fillGap(ctx, k, st, b) // the missing batches go before b
+	} else if stale(st, b) {
+		return // applied already
 	}
-	st.boot, st.seq, st.dropped, st.at = b.Boot, b.Seq, b.Dropped, b.At
+	// A new boot starts at sequence 1: its earlier batches are its gap.
+	from := st
+	if b.Boot != st.boot {
+		from = &nodeSeq{boot: b.Boot, at: st.at}
+		if st.boot == "" { // never seen: what came before was read at start
+			from = nil
+		}
+	}
+	in.n++ // b's slot, from here on
+	if live && from != nil && gap(from, b) > 0 {
+		if in.interruptedSince() || !in.fillGap(ctx, k, from, b) {
+			// Read the stream first; b comes again after it.
+			in.n--
+			in.deferred = append(in.deferred, m)
+			if t := from.at.Add(-gapLookBack); in.force.IsZero() || t.Before(in.force) {
+				in.force = t
+			}
+			if t := in.lastLive.Add(-resumeMargin); t.Before(in.force) {
+				in.force = t
+			}
+			return
+		}
+	}
+	st.take(b)
 	in.ptrs = append(in.ptrs, b)
 }
 
-// gap is how many batches of the node are missing between st and b (same
-// boot, b later) that its agent did not drop.
-func gap(st *nodeSeq, b *events.GPUSampleBatch) uint64 {
-	missing := b.Seq - st.seq - 1
-	if b.Dropped > st.dropped {
-		missing -= min(missing, b.Dropped-st.dropped)
+// stale reports whether b was applied already: same boot and a sequence not
+// higher, or a boot the node has left (read again from the stream after its
+// agent restarted).
+func stale(st *nodeSeq, b *events.GPUSampleBatch) bool {
+	if b.Boot == st.boot {
+		return b.Seq <= st.seq
 	}
-	return missing
+	return slices.Contains(st.old, b.Boot)
 }
 
-// fillGap adds the batches of node k between st and b, read from the stream.
-func (in *ingest) fillGap(ctx context.Context, k nodeKey, st *nodeSeq, b *events.GPUSampleBatch) {
+// gap is how many batches of the node are missing between st and b (same
+// boot, b later) that its agent did not drop. The agent stamps its drop
+// count when it makes a batch, before the outbox drops older ones to make
+// room, so any rise of the count explains the whole jump.
+func gap(st *nodeSeq, b *events.GPUSampleBatch) uint64 {
+	if b.Dropped > st.dropped || b.Seq <= st.seq {
+		return 0
+	}
+	return b.Seq - st.seq - 1
+}
+
+// fillGap adds the batches of node k between st and b, read from the
+// stream, and reports whether the read succeeded (what it did not find is
+// counted as missed).
+func (in *ingest) fillGap(ctx context.Context, k nodeKey, st *nodeSeq, b *events.GPUSampleBatch) bool {
 	subj, err := events.TelemetryGPUSubject(k.cluster, k.node)
 	if err != nil {
-		return
+		return true
 	}
 	want, found := gap(st, b), uint64(0)
+	last := st.seq
+	var lastBatch *events.GPUSampleBatch
+	mark := in.n
 	err = in.read(ctx, subj, st.at.Add(-gapLookBack), 0, func(m jetstream.Msg) bool {
 		g := in.slot()
-		if err := in.dec.Decode(m.Data(), g); err != nil || g.Boot != b.Boot || g.Seq <= st.seq || g.Seq >= b.Seq {
+		if err := in.dec.Decode(m.Data(), g); err != nil || g.Boot != b.Boot || g.Seq <= last || g.Seq >= b.Seq {
 			return true
 		}
-		st.seq, st.dropped, st.at = g.Seq, g.Dropped, g.At
+		last, lastBatch = g.Seq, g
 		in.ptrs = append(in.ptrs, g)
 		in.n++
 		found++
 		return found < want
 	})
+	if err != nil {
+		// Nothing of this read is kept: resume reads it all again.
+		in.ptrs = in.ptrs[:len(in.ptrs)-(in.n-mark)]
+		in.n = mark
+		in.a.Log.Warn("read a node's missing sample batches", "cluster", k.cluster, "node", k.node, "err", err)
+		return false
+	}
+	if s := in.seqs[k]; s != nil && lastBatch != nil {
+		s.take(lastBatch)
+	}
 	if found < want {
 		in.a.Missed.Add(want - found)
 		in.a.Log.Warn("sample batches missing from the stream", "cluster", k.cluster, "node", k.node,
-			"boot", b.Boot, "missing", want-found, "before_seq", b.Seq, "err", err)
+			"boot", b.Boot, "missing", want-found, "before_seq", b.Seq)
 	}
+	return true
 }
 
 // apply applies the current group to the fleet and hands its effects to
@@ -320,7 +431,7 @@ func (in *ingest) catchUp(ctx context.Context, from time.Time) error {
 				if err != nil {
 					return true
 				}
-				in.add(ctx, m.Data(), false)
+				in.addData(ctx, m.Data(), nil, false)
 				read++
 				last = md.Timestamp
 				if in.n >= in.cfg.Group {
@@ -374,23 +485,37 @@ func (in *ingest) read(ctx context.Context, filter string, from time.Time, upTo 
 		return err
 	}
 	defer it.Stop()
+	// A quiet wait ends the read only when nothing is pending; otherwise the
+	// server is slow (or the consumer was lost) and the caller retries.
+	var pending uint64
+	if info := cons.CachedInfo(); info != nil {
+		pending = info.NumPending
+	}
 	for {
-		nctx, cancel := context.WithTimeout(ctx, caughtUpWait)
+		wait := caughtUpWait
+		if pending > 0 {
+			wait = stalledAfter
+		}
+		nctx, cancel := context.WithTimeout(ctx, wait)
 		m, err := it.Next(jetstream.NextContext(nctx))
 		cancel()
 		switch {
-		case errors.Is(err, nats.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
-			if ctx.Err() != nil {
-				return ctx.Err()
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+			if pending == 0 {
+				return nil // the stream's end
 			}
-			return nil // nothing more stored
+			return fmt.Errorf("no message for %s with %d pending", wait, pending)
 		case err != nil:
 			return err
 		}
-		if !each(m) {
-			return nil
+		md, err := m.Metadata()
+		if err != nil {
+			return err
 		}
-		if md, err := m.Metadata(); err == nil && (md.NumPending == 0 || upTo > 0 && md.Sequence.Stream >= upTo) {
+		pending = md.NumPending
+		if !each(m) || pending == 0 || upTo > 0 && md.Sequence.Stream >= upTo {
 			return nil
 		}
 	}
@@ -416,12 +541,17 @@ func (in *ingest) checkpoint(ctx context.Context) (time.Time, error) {
 
 // settle publishes each applied group's effects, in order, and then moves
 // the checkpoint to the group's time (written at most every second, and
-// once more at the end).
+// once more at the end). Once a group's effects could not be stored, the
+// checkpoint stays where it was until the service restarts, which reads
+// those batches again.
 func (in *ingest) settle(ctx context.Context) {
 	var out outgoing
 	var settled, written time.Time
+	var writtenAt time.Time
 	var samples uint64
+	stuck := false
 	write := func() {
+		writtenAt = time.Now()
 		if settled.IsZero() || settled.Equal(written) {
 			return
 		}
@@ -435,15 +565,19 @@ func (in *ingest) settle(ctx context.Context) {
 	}
 	for g := range in.applied {
 		in.a.effects(g.fx, &out)
-		in.a.publish(ctx, &out)
+		if err := in.a.publish(ctx, &out); err != nil && !stuck {
+			stuck = true
+			in.a.Log.Error("telemetry effects not stored; the checkpoint stays until a restart reads them again",
+				"checkpoint", settled, "err", err)
+		}
 		samples += g.samples
-		if !g.settled.IsZero() {
+		if !stuck && !g.settled.IsZero() {
 			settled = g.settled
 		}
 		if in.cfg.OnSettled != nil {
 			in.cfg.OnSettled(samples)
 		}
-		if time.Since(written) >= checkpointEvery {
+		if time.Since(writtenAt) >= checkpointEvery {
 			write()
 		}
 	}
