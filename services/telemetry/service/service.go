@@ -7,13 +7,16 @@
 package service
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -44,6 +47,7 @@ type Config struct {
 	Replay          time.Duration
 	TempThresholdC  float64
 	PowerThresholdW float64 // 0: each GPU's power limit
+	ShapesFile      string  // thresholds per GPU model (JSON); "" : none
 	Hysteresis      float64
 	Rollups         bool
 	FlushGrace      time.Duration
@@ -60,6 +64,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Replay, "samples.replay", 15*time.Second, "How far before its checkpoint the service reads the sample stream again when it starts.")
 	fs.Float64Var(&c.TempThresholdC, "threshold.temperature", 87, "GPU temperature (°C) above which an alert is raised.")
 	fs.Float64Var(&c.PowerThresholdW, "threshold.power", 0, "Power draw (W) above which an alert is raised; 0: the GPU's power limit.")
+	fs.StringVar(&c.ShapesFile, "threshold.shapes", "", `JSON file of thresholds per GPU model (NVML's name), e.g. {"NVIDIA H100 80GB HBM3": {"powerW": 650, "temperatureC": 85}}; a value left out is the default.`)
 	fs.Float64Var(&c.Hysteresis, "threshold.hysteresis", 0.05, "Fraction below a threshold a reading must fall to clear its alert.")
 	fs.BoolVar(&c.Rollups, "rollups", true, "Roll samples up into 10s, 1m and 1h windows.")
 	fs.DurationVar(&c.FlushGrace, "rollups.flush-grace", 5*time.Second, "How long after a window's end it is closed when its node stopped reporting.")
@@ -99,7 +104,8 @@ type Deps struct {
 	Now    func() time.Time // the clock of sample ages and series defaults; nil: time.Now
 	// Listener, when set, serves /metrics instead of Config.HTTPAddr.
 	Listener net.Listener
-	// Shapes overrides the thresholds per GPU model name (NVML's name).
+	// Shapes overrides the thresholds per GPU model name (NVML's name);
+	// nil: those of Config.ShapesFile.
 	Shapes map[string]fleet.Thresholds
 	// OnSettled, when set, is called each time applied samples' effects are
 	// stored, with the number of GPU samples settled so far (benchmarks).
@@ -135,6 +141,14 @@ func Run(ctx context.Context, d Deps) error {
 		now = time.Now
 	}
 	cfg := d.Config
+	def := fleet.Thresholds{TempC: cfg.TempThresholdC, PowerW: cfg.PowerThresholdW}
+	shapes := d.Shapes
+	if shapes == nil && cfg.ShapesFile != "" {
+		var err error
+		if shapes, err = loadShapes(cfg.ShapesFile, def); err != nil {
+			return err
+		}
+	}
 	js, err := jetstream.New(d.NATS)
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
@@ -170,8 +184,7 @@ func Run(ctx context.Context, d Deps) error {
 	if err != nil {
 		return err
 	}
-	fc := fleet.Config{Default: fleet.Thresholds{TempC: cfg.TempThresholdC, PowerW: cfg.PowerThresholdW},
-		Shapes: d.Shapes, Hysteresis: cfg.Hysteresis}
+	fc := fleet.Config{Default: def, Shapes: shapes, Hysteresis: cfg.Hysteresis}
 	if cfg.Rollups {
 		fc.Rollup = fleet.Resolutions[0].Size
 	}
@@ -309,4 +322,38 @@ func waitStream(ctx context.Context, js jetstream.JetStream, name string) error 
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// loadShapes reads a thresholds file: a JSON object from GPU model name
+// (NVML's, e.g. "NVIDIA H100 80GB HBM3") to {"powerW", "temperatureC"}; a
+// value left out is def's. 0 W means the GPU's own power limit.
+func loadShapes(path string, def fleet.Thresholds) (map[string]fleet.Thresholds, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("threshold.shapes: %w", err)
+	}
+	var raw map[string]struct {
+		PowerW       *float64 `json:"powerW"`
+		TemperatureC *float64 `json:"temperatureC"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&raw); err != nil {
+		return nil, fmt.Errorf("threshold.shapes %s: %w", path, err)
+	}
+	out := make(map[string]fleet.Thresholds, len(raw))
+	for name, v := range raw {
+		t := def
+		if v.PowerW != nil {
+			t.PowerW = *v.PowerW
+		}
+		if v.TemperatureC != nil {
+			t.TempC = *v.TemperatureC
+		}
+		if name == "" || t.PowerW < 0 || t.TempC < 0 {
+			return nil, fmt.Errorf("threshold.shapes %s: %q: a model name and thresholds of at least 0 are needed", path, name)
+		}
+		out[name] = t
+	}
+	return out, nil
 }
