@@ -11,17 +11,22 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/open-egs/egs/libs/events"
 	"github.com/open-egs/egs/services/nodeagent/internal/agent"
 	"github.com/open-egs/egs/services/nodeagent/internal/gpu"
 	"github.com/open-egs/egs/services/nodeagent/internal/outbox"
+	"github.com/open-egs/egs/services/nodeagent/internal/podindex"
 	"github.com/open-egs/egs/services/nodeagent/internal/simgpu"
 )
 
@@ -41,6 +46,10 @@ type Config struct {
 	MaxInflight  int // unacknowledged asynchronous publishes
 	FlushTimeout time.Duration
 	ProcRoot     string
+	// PodNames names the pods of GPU processes from the API server;
+	// Kubeconfig is read for it, or the in-cluster ServiceAccount when empty.
+	PodNames   bool
+	Kubeconfig string
 
 	// Simulate replaces NVML by simulated GPUs of the given shape.
 	Simulate     bool
@@ -58,6 +67,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxInflight, "publish.max-inflight", 64, "Asynchronous publishes awaiting acknowledgement at once.")
 	fs.DurationVar(&c.FlushTimeout, "shutdown.flush-timeout", 5*time.Second, "Time allowed at shutdown to publish what is buffered.")
 	fs.StringVar(&c.ProcRoot, "proc.root", "/proc", "The host's /proc, to map GPU processes to pods through their cgroup.")
+	fs.BoolVar(&c.PodNames, "pods.names", true, "Name the pod (namespace and name) of each GPU process from the Kubernetes API server (role deploy/kubernetes/nodeagent-clusterrole.yaml); without, only the pod UID from the cgroup. Needs -kubeconfig or running in a pod.")
+	fs.StringVar(&c.Kubeconfig, "kubeconfig", "", "Kubeconfig for -pods.names; empty: the pod's ServiceAccount when running in a pod.")
 	fs.BoolVar(&c.Simulate, "sim", false, "Simulate the GPUs instead of reading NVML.")
 	fs.StringVar(&c.SimProduct, "sim.product", "NVIDIA-H100-80GB-HBM3", "Simulated GPU product.")
 	fs.IntVar(&c.SimGPUs, "sim.gpus", 8, "Simulated GPUs.")
@@ -124,7 +135,18 @@ func Run(ctx context.Context, d Deps) error {
 			lib = nvml.New()
 		}
 	}
-	sampler, err := gpu.Open(lib, gpu.ProcPods(d.Config.ProcRoot, nil))
+	var lookup func(uid string) (namespace, name string)
+	if d.Config.PodNames && !d.Config.Simulate {
+		idx, err := podIndex(ctx, d.Config, log)
+		if err != nil {
+			return err
+		}
+		if idx != nil {
+			defer idx.Stop()
+			lookup = idx.Lookup
+		}
+	}
+	sampler, err := gpu.Open(lib, gpu.ProcPods(d.Config.ProcRoot, lookup))
 	if err != nil {
 		return err
 	}
@@ -172,4 +194,35 @@ func orDiscard(l *slog.Logger) *slog.Logger {
 		return slog.New(slog.DiscardHandler)
 	}
 	return l
+}
+
+// podIndex starts the watch of the node's pods, with the configured
+// kubeconfig or, in a pod, its ServiceAccount; nil when neither is there
+// (outside Kubernetes). It waits up to 10 s for the first list.
+func podIndex(ctx context.Context, c Config, log *slog.Logger) (*podindex.Index, error) {
+	var rc *rest.Config
+	var err error
+	switch {
+	case c.Kubeconfig != "":
+		rc, err = clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
+	case os.Getenv("KUBERNETES_SERVICE_HOST") != "":
+		rc, err = rest.InClusterConfig()
+	default:
+		log.Info("not in a pod and no -kubeconfig: GPU processes carry pod UIDs only")
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pods.names: kubernetes config: %w", err)
+	}
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("pods.names: kubernetes client: %w", err)
+	}
+	idx := podindex.Start(cs, c.Node)
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if !idx.WaitSynced(wctx) {
+		log.Warn("pods of the node not listed yet; GPU processes carry pod UIDs until they are", "node", c.Node)
+	}
+	return idx, nil
 }
