@@ -241,3 +241,60 @@ func TestDroppedBatchesAreReadFromTheStream(t *testing.T) {
 		}
 	}
 }
+
+// The acceptance's outage, in real time: the agent publishes a batch a
+// second while the service runs for 10 s, is down for 30 s, and runs again.
+// Every 10 s window, those of the outage included, ends up with its ten
+// samples: nothing published while the service was down is lost, and
+// nothing read twice (the replay before the checkpoint) counts twice.
+func TestDownThirtySecondsLosesNothing(t *testing.T) {
+	t.Parallel()
+	_, nc, js := natstest.RunJetStream(t)
+	pub := scheduler(t, nc, js, time.Hour)
+	ctx := context.Background()
+	real := func(d *service.Deps) { d.Now = time.Now }
+	stop := startWith(t, nc, real)
+	// Samples are taken on the clock, as an agent takes them, from the next
+	// window's start on (a node whose samples lag the clock has its windows
+	// closed -rollups.flush-grace after their end).
+	base := time.Now().UTC().Truncate(10 * time.Second).Add(10 * time.Second)
+	time.Sleep(time.Until(base))
+	const seconds = 51 // windows 0..40 close with the batch of second 50
+	for s := range seconds {
+		switch s {
+		case 10:
+			stop()
+		case 40:
+			startWith(t, nc, real)
+		}
+		at := base.Add(time.Duration(s) * time.Second)
+		time.Sleep(time.Until(at))
+		if err := pub.PublishBatch(ctx, []bus.Outgoing{atBatch("n1", "b", at, uint64(s+1), 50, 0)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	windows := func() map[time.Time]int {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		series, err := rpc.Call[events.TelemetrySeries](sctx, nc, events.RPCTelemetrySeries, events.TelemetryQuery{Caller: admin,
+			Res: "10s", Cluster: "c1", Node: "n1", UUID: "GPU-0", From: base.Add(-time.Minute), To: time.Now().Add(time.Minute)})
+		if err != nil {
+			return nil
+		}
+		out := map[time.Time]int{}
+		for _, p := range series.Points {
+			out[p.Start.UTC()] = p.GPUs[0].Samples
+		}
+		return out
+	}
+	full := func(w map[time.Time]int) bool {
+		for i := range 5 {
+			if w[base.Add(time.Duration(10*i)*time.Second)] != 10 {
+				return false
+			}
+		}
+		return true
+	}
+	eventually(t, "five windows of ten samples", func() bool { return full(windows()) },
+		func() string { return fmt.Sprintf("windows: %v", windows()) })
+}

@@ -128,9 +128,13 @@ func sampleBatch(node string, s int, util uint32, dropped uint64) bus.Outgoing {
 
 // bootBatch is sampleBatch of an agent boot, with its sequence.
 func bootBatch(node, boot string, s int, seq uint64, util uint32, dropped uint64) bus.Outgoing {
+	return atBatch(node, boot, t0.Add(time.Duration(s)*time.Second), seq, util, dropped)
+}
+
+// atBatch is bootBatch sampled at at.
+func atBatch(node, boot string, at time.Time, seq uint64, util uint32, dropped uint64) bus.Outgoing {
 	subj, _ := events.TelemetryGPUSubject("c1", node)
-	b := events.GPUSampleBatch{Cluster: "c1", Node: node, Boot: boot, Seq: seq, At: t0.Add(time.Duration(s) * time.Second),
-		Dropped: dropped}
+	b := events.GPUSampleBatch{Cluster: "c1", Node: node, Boot: boot, Seq: seq, At: at, Dropped: dropped}
 	for i := range 2 {
 		u, p, tc := util, uint32(100_000+4000*util), uint32(30+util/2)
 		b.GPUs = append(b.GPUs, events.GPUSample{UUID: fmt.Sprintf("GPU-%d", i), Index: i, Name: "NVIDIA H100 80GB HBM3",
