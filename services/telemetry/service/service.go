@@ -184,7 +184,7 @@ func Run(ctx context.Context, d Deps) error {
 	if err != nil {
 		return err
 	}
-	fc := fleet.Config{Default: def, Shapes: shapes, Hysteresis: cfg.Hysteresis}
+	fc := fleet.Config{Default: def, Shapes: shapes, Hysteresis: cfg.Hysteresis, Now: now}
 	if cfg.Rollups {
 		fc.Rollup = fleet.Resolutions[0].Size
 	}

@@ -69,6 +69,9 @@ type Config struct {
 	Hysteresis float64
 	// Rollup is the first rollup resolution (10s); 0 disables rollups.
 	Rollup time.Duration
+	// Now is the service's clock (the one Flush is given), which tells how
+	// long a node has been silent; nil: time.Now.
+	Now func() time.Time
 }
 
 // nodeKey names a node; a struct, not a joined string, so that a lookup
@@ -81,6 +84,10 @@ type node struct {
 	state         []*GPU   // their state, same order: spares a map lookup per sample
 	gpr           string
 	windows       []*window // one per rollup resolution, open
+	// lastAt is the node's latest sample time (its agent's clock), lastSeen
+	// when it was applied (the service's clock): their difference is the
+	// node's clock as Flush judges it.
+	lastAt, lastSeen time.Time
 }
 
 // Effects are what one batch caused: events to publish.
@@ -186,17 +193,26 @@ func (f *Fleet) Samples() uint64 {
 // than the node's latest updates nothing but the count. The fleet keeps
 // copies of the samples (GPUSample values), not the batches.
 func (f *Fleet) Ingest(bs ...*events.GPUSampleBatch) Effects {
+	now := time.Now
+	if f.cfg.Now != nil {
+		now = f.cfg.Now
+	}
+	seen := now()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var fx Effects
 	for _, b := range bs {
-		f.ingest(b, &fx)
+		f.ingest(b, seen, &fx)
 	}
 	return fx
 }
 
-func (f *Fleet) ingest(b *events.GPUSampleBatch, fx *Effects) {
+func (f *Fleet) ingest(b *events.GPUSampleBatch, seen time.Time, fx *Effects) {
 	n := f.node(b.Cluster, b.Node)
+	if b.At.After(n.lastAt) {
+		n.lastAt = b.At
+	}
+	n.lastSeen = seen
 	f.samples += uint64(len(b.GPUs))
 	var g *GPR
 	if n.gpr != "" {

@@ -110,10 +110,12 @@ func TestThresholdHysteresis(t *testing.T) {
 }
 
 func TestRollupCascade(t *testing.T) {
-	f := fleet.New(fleet.Config{Rollup: 10 * time.Second})
+	clock := t0
+	f := fleet.New(fleet.Config{Rollup: 10 * time.Second, Now: func() time.Time { return clock }})
 	f.Provision(fleet.GPR{ID: "gpr-1", Workspace: "ws", Cluster: "c1", Nodes: []string{"n1"}})
 	var rollups []events.RollupBatch
 	for sec := 0; sec <= 60; sec++ {
+		clock = t0.Add(time.Duration(sec) * time.Second)
 		rollups = append(rollups, f.Ingest(batch("n1", sec, uint32(sec%10))).Rollups...)
 	}
 	if len(rollups) != 6 {
@@ -155,5 +157,55 @@ func TestLastXID(t *testing.T) {
 	}
 	if g := f.Latest(fleet.Filter{}); len(g) != 1 || g[0].LastXID != 79 {
 		t.Errorf("latest = %+v, want last XID 79", g)
+	}
+}
+
+// Flush closes a silent node's windows by the node's own clock (its last
+// sample's time plus the time since): an agent whose clock lags the
+// service's by more than the grace, or a backlog applied all at once after
+// a restart, keeps every window whole.
+func TestFlushByTheNodesClock(t *testing.T) {
+	var clock time.Time
+	f := fleet.New(fleet.Config{Rollup: 10 * time.Second, Now: func() time.Time { return clock }})
+	count := func(rs []events.RollupBatch, into map[time.Time]int) {
+		for _, r := range rs {
+			if r.Res == "10s" {
+				into[r.Start] += r.GPUs[0].Samples
+			}
+		}
+	}
+	// An agent 30 s behind, a batch a second, the service flushing every second.
+	windows := map[time.Time]int{}
+	for sec := 0; sec < 40; sec++ {
+		clock = t0.Add(time.Duration(sec+30) * time.Second)
+		count(f.Ingest(batch("lag", sec, 50)).Rollups, windows)
+		count(f.Flush(clock, 5*time.Second), windows)
+	}
+	// A backlog of 40 s applied in four groups at one service time, flushed in between.
+	for g := range 4 {
+		var bs []*events.GPUSampleBatch
+		for sec := 10 * g; sec < 10*g+10; sec++ {
+			bs = append(bs, batch("late", sec, 50))
+		}
+		clock = t0.Add(10 * time.Minute)
+		count(f.Ingest(bs...).Rollups, windows)
+		count(f.Flush(clock, 5*time.Second), windows)
+	}
+	for i := range 3 {
+		if w := windows[t0.Add(time.Duration(10*i)*time.Second)]; w != 20 { // 10 of each node
+			t.Errorf("window %d: %d samples, want 10 from each node", i, w)
+		}
+	}
+	// A node that stops: its last window closes once its clock is past the grace.
+	clock = t0.Add(10*time.Minute + 20*time.Second)
+	flushed := f.Flush(clock, 5*time.Second)
+	late := 0
+	for _, r := range flushed {
+		if r.Node == "late" && r.Res == "10s" {
+			late += r.GPUs[0].Samples
+		}
+	}
+	if late != 10 {
+		t.Errorf("silent node's last window flushed with %d samples, want 10", late)
 	}
 }

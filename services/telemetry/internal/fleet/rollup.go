@@ -179,11 +179,19 @@ func (f *Fleet) Flush(now time.Time, grace time.Duration) []events.RollupBatch {
 	defer f.mu.Unlock()
 	var fx Effects
 	for _, n := range f.nodes {
+		// The node's clock now: its last sample's time plus the time since
+		// it was applied. Its own clock, so that an agent whose clock lags
+		// the service's, or batches read back after a restart, do not have
+		// their windows closed before their samples are in.
+		nodeNow := now
+		if !n.lastSeen.IsZero() {
+			nodeNow = n.lastAt.Add(now.Sub(n.lastSeen))
+		}
 		for level, r := range Resolutions {
 			if level >= len(n.windows) {
 				break
 			}
-			if w := n.windows[level]; w != nil && now.Sub(w.start.Add(r.Size)) > grace {
+			if w := n.windows[level]; w != nil && nodeNow.Sub(w.start.Add(r.Size)) > grace {
 				f.close(n, level, &fx)
 			}
 		}
