@@ -18,6 +18,14 @@ type GPUSampleBatch struct {
 	Dropped uint64 `json:"dropped,omitempty"`
 }
 
+// HeaderTelemetryDropped is the header a node agent sets on each sample
+// batch message when it sends it: the batches it has dropped since Boot up
+// to then. GPUSampleBatch.Dropped is the count when the batch was made,
+// before later batches pushed older ones out of a full buffer; the header
+// counts those too, so a gap before a batch that the agent's own drops
+// explain is not taken for a loss.
+const HeaderTelemetryDropped = "egs-dropped"
+
 // GPUSample is one GPU (or MIG instance) as NVML reported it. A value NVML
 // does not support on the device is left nil (MIG instances have no GPU
 // utilisation, for example).

@@ -2,6 +2,7 @@ package service_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -115,8 +116,19 @@ func TestGapIsReadFromTheStream(t *testing.T) {
 		t.Errorf("missed = %d, want 0", m)
 	}
 
-	// The agent dropped second 11 (its count says so): no gap, nothing missed.
-	publish(sampleBatch("n1", 12, 50, 1))
+	// The agent dropped second 11: no gap, nothing missed. The batch was made
+	// before the drop (its body says 0); the header, set when it was sent, says 1.
+	dropped := sampleBatch("n1", 12, 50, 0)
+	body, err := json.Marshal(dropped.Event)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := nats.NewMsg(dropped.Subject)
+	msg.Data = body
+	msg.Header.Set(events.HeaderTelemetryDropped, "1")
+	if _, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(dropped.Event.ID)); err != nil {
+		t.Fatal(err)
+	}
 	// Second 13 was lost on the way and is not in the stream either.
 	publish(sampleBatch("n1", 14, 50, 1))
 	eventually(t, "the batch after the loss", func() bool { return settled.Load() == 26 })

@@ -2,18 +2,22 @@
 // to JetStream with bounded in-flight asynchronous publishes. While the bus
 // is unreachable it keeps the newest batches up to its capacity, dropping
 // (and counting) the oldest, and replays them in order on reconnect; message
-// ids make a replay of an already stored batch harmless.
+// ids make a replay of an already stored batch harmless. Each message
+// carries the drop count at the time it is sent (header egs-dropped).
 package outbox
 
 import (
 	"context"
 	"errors"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/open-egs/egs/libs/events"
 )
 
 // Item is one message to publish; ID is its Nats-Msg-Id.
@@ -136,7 +140,12 @@ func (o *Outbox) publishAll(ctx context.Context) error {
 		acked := make(map[string]bool, len(batch))
 		futs := make([]jetstream.PubAckFuture, 0, len(batch))
 		var perr error
+		dropped := strconv.FormatUint(o.Dropped(), 10)
 		for _, it := range batch {
+			if it.Msg.Header == nil {
+				it.Msg.Header = nats.Header{}
+			}
+			it.Msg.Header.Set(events.HeaderTelemetryDropped, dropped)
 			f, err := o.js.PublishMsgAsync(it.Msg, jetstream.WithMsgID(it.ID), jetstream.WithStallWait(5*time.Second))
 			if err != nil {
 				perr = err

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/open-egs/egs/libs/events"
 	"github.com/open-egs/egs/libs/testkit/natstest"
 	"github.com/open-egs/egs/services/nodeagent/internal/outbox"
 )
@@ -69,6 +70,11 @@ func TestBufferThenReplay(t *testing.T) {
 	m, err := s.GetMsg(context.Background(), 1)
 	if err != nil || string(m.Data) != "4" {
 		t.Errorf("first stored = %q, %v; want the oldest kept, 4", m.Data, err)
+	}
+	// Each carries the drops up to its sending, the batches made before
+	// the drops included.
+	if got := m.Header.Get(events.HeaderTelemetryDropped); got != "3" {
+		t.Errorf("header %s = %q, want 3", events.HeaderTelemetryDropped, got)
 	}
 	cancel()
 	if err := <-done; err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -283,12 +284,12 @@ func (in *ingest) slot() *events.GPUSampleBatch {
 // fails, or the subscription was interrupted meanwhile, the batch is put
 // aside and resume reads the stream.
 func (in *ingest) add(ctx context.Context, m *nats.Msg, live bool) {
-	in.addData(ctx, m.Data, m, live)
+	in.addData(ctx, m.Data, m.Header, m, live)
 }
 
-func (in *ingest) addData(ctx context.Context, data []byte, m *nats.Msg, live bool) {
+func (in *ingest) addData(ctx context.Context, data []byte, hdr nats.Header, m *nats.Msg, live bool) {
 	b := in.slot()
-	if err := in.dec.Decode(data, b); err != nil {
+	if err := in.decode(data, hdr, b); err != nil {
 		in.a.Log.Warn("drop undecodable sample batch", "err", err)
 		return
 	}
@@ -327,6 +328,20 @@ func (in *ingest) addData(ctx context.Context, data []byte, m *nats.Msg, live bo
 	in.ptrs = append(in.ptrs, b)
 }
 
+// decode decodes a batch and takes the agent's drop count as it was when
+// the batch was sent (header egs-dropped) when that is higher.
+func (in *ingest) decode(data []byte, hdr nats.Header, b *events.GPUSampleBatch) error {
+	if err := in.dec.Decode(data, b); err != nil {
+		return err
+	}
+	if v := hdr.Get(events.HeaderTelemetryDropped); v != "" {
+		if n, err := strconv.ParseUint(v, 10, 64); err == nil && n > b.Dropped {
+			b.Dropped = n
+		}
+	}
+	return nil
+}
+
 // stale reports whether b was applied already: same boot and a sequence not
 // higher, or a boot the node has left (read again from the stream after its
 // agent restarted).
@@ -338,9 +353,9 @@ func stale(st *nodeSeq, b *events.GPUSampleBatch) bool {
 }
 
 // gap is how many batches of the node are missing between st and b (same
-// boot, b later) that its agent did not drop. The agent stamps its drop
-// count when it makes a batch, before the outbox drops older ones to make
-// room, so any rise of the count explains the whole jump.
+// boot, b later) that its agent did not drop. A rise of the agent's drop
+// count (as sent, see decode) explains the whole jump: the count does not
+// say which batches were dropped.
 func gap(st *nodeSeq, b *events.GPUSampleBatch) uint64 {
 	if b.Dropped > st.dropped || b.Seq <= st.seq {
 		return 0
@@ -362,7 +377,7 @@ func (in *ingest) fillGap(ctx context.Context, k nodeKey, st *nodeSeq, b *events
 	mark := in.n
 	err = in.read(ctx, subj, st.at.Add(-gapLookBack), 0, func(m jetstream.Msg) bool {
 		g := in.slot()
-		if err := in.dec.Decode(m.Data(), g); err != nil || g.Boot != b.Boot || g.Seq <= last || g.Seq >= b.Seq {
+		if err := in.decode(m.Data(), m.Headers(), g); err != nil || g.Boot != b.Boot || g.Seq <= last || g.Seq >= b.Seq {
 			return true
 		}
 		last, lastBatch = g.Seq, g
@@ -431,7 +446,7 @@ func (in *ingest) catchUp(ctx context.Context, from time.Time) error {
 				if err != nil {
 					return true
 				}
-				in.addData(ctx, m.Data(), nil, false)
+				in.addData(ctx, m.Data(), m.Headers(), nil, false)
 				read++
 				last = md.Timestamp
 				if in.n >= in.cfg.Group {
