@@ -310,3 +310,45 @@ func TestDownThirtySecondsLosesNothing(t *testing.T) {
 	eventually(t, "five windows of ten samples", func() bool { return full(windows()) },
 		func() string { return fmt.Sprintf("windows: %v", windows()) })
 }
+
+// A service that falls behind (storing effects is slow, so its buffer fills
+// and drops) reads from when its buffer was last empty: the batches that
+// waited in the buffer and those it dropped are all applied, once.
+func TestBehindServiceLosesNothing(t *testing.T) {
+	_, nc, js := natstest.RunJetStream(t)
+	pub := scheduler(t, nc, js, time.Hour)
+	var settled atomic.Uint64
+	startWith(t, nc, func(d *service.Deps) {
+		d.Config.Fetch, d.Config.Buffer = 1, 20
+		// A margin shorter than the backlog's age, as a backlog of minutes
+		// is against the default 10 s.
+		d.Config.ResumeMargin = 100 * time.Millisecond
+		d.OnSettled = func(n uint64) {
+			settled.Store(n)
+			time.Sleep(5 * time.Millisecond) // slow storage of effects
+		}
+	})
+	const batches = 400
+	var out []bus.Outgoing
+	for s := range batches {
+		out = append(out, sampleBatch("n1", s, 50, 0))
+	}
+	if err := pub.PublishBatch(context.Background(), out); err != nil {
+		t.Fatal(err)
+	}
+	const want = batches * 2
+	deadline := time.Now().Add(60 * time.Second)
+	for settled.Load() < want && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := counter(t, nc, "egs_telemetry_gpu_samples_total"); n != want {
+		t.Errorf("samples ingested = %d, want %d (each once)", n, want)
+	}
+	if r := counter(t, nc, "egs_telemetry_sample_stream_reads_total"); r == 0 {
+		t.Error("the stream was never read: the buffer never overflowed, so the test proved nothing")
+	}
+	if m := counter(t, nc, "egs_telemetry_sample_batches_missed_total"); m != 0 {
+		t.Errorf("missed = %d, want 0", m)
+	}
+}

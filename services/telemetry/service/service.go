@@ -45,6 +45,7 @@ type Config struct {
 	Fetch           int
 	Buffer          int
 	Replay          time.Duration
+	ResumeMargin    time.Duration
 	TempThresholdC  float64
 	PowerThresholdW float64 // 0: each GPU's power limit
 	ShapesFile      string  // thresholds per GPU model (JSON); "" : none
@@ -62,6 +63,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Fetch, "samples.fetch", 512, "The most sample batches applied at once (and read ahead from the stream when catching up).")
 	fs.IntVar(&c.Buffer, "samples.buffer", 65536, "Sample batches the live subscription holds while the service reads the stream; beyond it they are read from the stream again.")
 	fs.DurationVar(&c.Replay, "samples.replay", 15*time.Second, "How far before its checkpoint the service reads the sample stream again when it starts.")
+	fs.DurationVar(&c.ResumeMargin, "samples.resume-margin", 10*time.Second, "How far before the live buffer was last empty the service reads the sample stream after a drop or reconnect.")
 	fs.Float64Var(&c.TempThresholdC, "threshold.temperature", 87, "GPU temperature (°C) above which an alert is raised.")
 	fs.Float64Var(&c.PowerThresholdW, "threshold.power", 0, "Power draw (W) above which an alert is raised; 0: the GPU's power limit.")
 	fs.StringVar(&c.ShapesFile, "threshold.shapes", "", `JSON file of thresholds per GPU model (NVML's name), e.g. {"NVIDIA H100 80GB HBM3": {"powerW": 650, "temperatureC": 85}}; a value left out is the default.`)
@@ -83,8 +85,8 @@ func (c Config) Validate() error {
 	if c.Fetch < 1 || c.Buffer < c.Fetch {
 		errs = append(errs, errors.New("samples.fetch must be positive and at most samples.buffer"))
 	}
-	if c.Replay < 0 {
-		errs = append(errs, errors.New("samples.replay must not be negative"))
+	if c.Replay < 0 || c.ResumeMargin < 0 {
+		errs = append(errs, errors.New("samples.replay and samples.resume-margin must not be negative"))
 	}
 	if c.Hysteresis < 0 || c.Hysteresis >= 1 {
 		errs = append(errs, errors.New("threshold.hysteresis must be in [0, 1)"))
@@ -215,8 +217,12 @@ func Run(ctx context.Context, d Deps) error {
 		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	}
 	// Subscribed before ready: nothing published from here on is missed.
-	ingest, err := api.Subscribe(natsapi.IngestConfig{Group: cfg.Fetch, Buffer: cfg.Buffer, Replay: cfg.Replay, State: state,
-		OnSettled: d.OnSettled})
+	ic := natsapi.IngestConfig{Group: cfg.Fetch, Buffer: cfg.Buffer, Replay: cfg.Replay, ResumeMargin: cfg.ResumeMargin,
+		State: state, OnSettled: d.OnSettled}
+	if cfg.Rollups {
+		ic.FlushGrace = cfg.FlushGrace
+	}
+	ingest, err := api.Subscribe(ic)
 	if err != nil {
 		_ = svc.Stop()
 		if ln != nil && d.Listener == nil {
@@ -231,20 +237,6 @@ func Run(ctx context.Context, d Deps) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return ingest(gctx) })
 	g.Go(func() error { return bus.Consume(gctx, js, gprCons, gprSpec, api.OnGPREvent, log) })
-	if cfg.Rollups {
-		g.Go(func() error {
-			t := time.NewTicker(time.Second)
-			defer t.Stop()
-			for {
-				select {
-				case <-gctx.Done():
-					return nil
-				case <-t.C:
-					api.Flush(gctx, cfg.FlushGrace)
-				}
-			}
-		})
-	}
 	if srv != nil {
 		g.Go(func() error {
 			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {

@@ -209,10 +209,9 @@ func (f *Fleet) Ingest(bs ...*events.GPUSampleBatch) Effects {
 
 func (f *Fleet) ingest(b *events.GPUSampleBatch, seen time.Time, fx *Effects) {
 	n := f.node(b.Cluster, b.Node)
-	if b.At.After(n.lastAt) {
-		n.lastAt = b.At
-	}
-	n.lastSeen = seen
+	// A node's batches come in order: the last one is its clock, also after
+	// the agent's clock stepped back.
+	n.lastAt, n.lastSeen = b.At, seen
 	f.samples += uint64(len(b.GPUs))
 	var g *GPR
 	if n.gpr != "" {

@@ -27,8 +27,16 @@ type IngestConfig struct {
 	// Replay is how far before its checkpoint the service reads the stream
 	// again when it starts.
 	Replay time.Duration
+	// ResumeMargin is how far before the buffer was last seen empty a read
+	// after a reconnect or a drop starts: it covers the time a batch may
+	// wait in the connection's buffers between being stored and received.
+	ResumeMargin time.Duration
 	// State holds the checkpoint (key CheckpointKey).
 	State jetstream.KeyValue
+	// FlushGrace is how long after its end (by the node's clock) the
+	// rollup window of a node that stopped reporting is closed; 0: never
+	// (rollups off).
+	FlushGrace time.Duration
 	// OnSettled, when set, is called after each group's effects are stored
 	// with the number of GPU samples settled so far (tests and benchmarks).
 	OnSettled func(samples uint64)
@@ -43,10 +51,6 @@ const (
 	// caughtUpWait is how long a read of the stream waits for a message
 	// before it takes the stream as read to its end.
 	caughtUpWait = 250 * time.Millisecond
-	// resumeMargin is how far before the last live group a read after a
-	// reconnect or a drop starts: it covers the time a batch may wait in
-	// the connection's buffers between being stored and being dropped.
-	resumeMargin = 10 * time.Second
 	// gapLookBack is how far before the last batch of a node the read of
 	// its missing batches starts (the agent's clock may run ahead of the
 	// server's).
@@ -96,7 +100,8 @@ func (a *API) Subscribe(cfg IngestConfig) (run func(ctx context.Context) error, 
 	}
 	in.sub = sub
 	// Whatever is stored from here on also arrives on the subscription.
-	in.lastLive, in.reconnects = time.Now(), a.NC.Stats().Reconnects
+	now := time.Now()
+	in.lastLive, in.emptyAt, in.reconnects = now, now, a.NC.Stats().Reconnects
 	return in.run, nil
 }
 
@@ -117,7 +122,7 @@ func (in *ingest) run(ctx context.Context) error {
 		close(in.applied)
 		<-finished
 	}()
-	if err := in.catchUp(ctx, from); err != nil {
+	if err := in.catchUp(ctx, from, false); err != nil {
 		return err
 	}
 	tick := time.NewTicker(time.Second)
@@ -131,6 +136,7 @@ func (in *ingest) run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
+			in.flush()
 			continue
 		case m = <-in.live:
 		}
@@ -150,12 +156,43 @@ func (in *ingest) run(ctx context.Context) error {
 			case m := <-in.live:
 				in.add(ctx, m, true)
 			default:
-				in.emptyAt = time.Now() // everything received so far is taken
+				// Everything received so far is taken; unless something was
+				// dropped meanwhile (not noticed yet), in which case the
+				// time stays before it, for resume to read from.
+				now := time.Now()
+				if !in.interruptedSince() {
+					in.emptyAt = now
+				}
 				break fill
 			}
 		}
 		in.apply(in.emptyAt)
 	}
+}
+
+// flush closes the rollup windows of nodes that stopped reporting, only
+// while the service is caught up (connected, nothing waiting, no read of the
+// stream pending): otherwise a node whose batches wait in the buffer would
+// look silent. The rollups are settled like a group's effects.
+func (in *ingest) flush() {
+	if in.cfg.FlushGrace <= 0 || len(in.live) > 0 || !in.force.IsZero() || !in.a.NC.IsConnected() {
+		return
+	}
+	if rs := in.a.Fleet.Flush(in.a.Now(), in.cfg.FlushGrace); len(rs) > 0 {
+		in.applied <- appliedGroup{fx: fleet.Effects{Rollups: rs}}
+	}
+}
+
+// missedSince is the time from which the stream is read after an
+// interruption: everything still in the buffer, or dropped from it, arrived
+// after the buffer was last seen empty with no drop or reconnect pending
+// (emptyAt only moves then), less the margin.
+func (in *ingest) missedSince() time.Time {
+	t := in.lastLive
+	if in.emptyAt.Before(t) {
+		t = in.emptyAt
+	}
+	return t.Add(-in.cfg.ResumeMargin)
 }
 
 // resume reads the stream when the subscription may have missed batches:
@@ -168,7 +205,7 @@ func (in *ingest) run(ctx context.Context) error {
 func (in *ingest) resume(ctx context.Context) error {
 	from := in.force
 	if in.interrupted() {
-		if t := in.lastLive.Add(-resumeMargin); from.IsZero() || t.Before(from) {
+		if t := in.missedSince(); from.IsZero() || t.Before(from) {
 			from = t
 		}
 	}
@@ -176,7 +213,7 @@ func (in *ingest) resume(ctx context.Context) error {
 		return nil
 	}
 	in.force = time.Time{}
-	if err := in.catchUp(ctx, from); err != nil {
+	if err := in.catchUp(ctx, from, true); err != nil {
 		return err
 	}
 	deferred := in.deferred
@@ -196,21 +233,35 @@ type nodeSeq struct {
 	seq     uint64
 	dropped uint64
 	at      time.Time
-	old     []string // the boots before, newest last (at most maxOldBoots)
+	// seen is when the batch arrived (live) or was stored (read from the
+	// stream), on the service's and the server's clocks.
+	seen time.Time
+	old  []string // the boots before, newest last (at most maxOldBoots)
+}
+
+// readFrom is where a read of the node's batches after st starts: a minute
+// before the earlier of its sample time (the agent's clock) and its arrival
+// (the service's), so that neither clock running ahead skips a batch.
+func (st *nodeSeq) readFrom() time.Time {
+	t := st.at
+	if !st.seen.IsZero() && st.seen.Before(t) {
+		t = st.seen
+	}
+	return t.Add(-gapLookBack)
 }
 
 // maxOldBoots bounds the earlier boots remembered per node.
 const maxOldBoots = 4
 
-// take records b as the node's last applied batch.
-func (st *nodeSeq) take(b *events.GPUSampleBatch) {
+// take records b, seen at seen, as the node's last applied batch.
+func (st *nodeSeq) take(b *events.GPUSampleBatch, seen time.Time) {
 	if b.Boot != st.boot && st.boot != "" {
 		if len(st.old) == maxOldBoots {
 			st.old = st.old[1:]
 		}
 		st.old = append(st.old, st.boot)
 	}
-	st.boot, st.seq, st.dropped, st.at = b.Boot, b.Seq, b.Dropped, b.At
+	st.boot, st.seq, st.dropped, st.at, st.seen = b.Boot, b.Seq, b.Dropped, b.At, seen
 }
 
 // ingest is the state of one Ingest; only Ingest's goroutine touches it,
@@ -284,10 +335,10 @@ func (in *ingest) slot() *events.GPUSampleBatch {
 // fails, or the subscription was interrupted meanwhile, the batch is put
 // aside and resume reads the stream.
 func (in *ingest) add(ctx context.Context, m *nats.Msg, live bool) {
-	in.addData(ctx, m.Data, m.Header, m, live)
+	in.addData(ctx, m.Data, m.Header, m, time.Now(), live)
 }
 
-func (in *ingest) addData(ctx context.Context, data []byte, hdr nats.Header, m *nats.Msg, live bool) {
+func (in *ingest) addData(ctx context.Context, data []byte, hdr nats.Header, m *nats.Msg, seen time.Time, live bool) {
 	b := in.slot()
 	if err := in.decode(data, hdr, b); err != nil {
 		in.a.Log.Warn("drop undecodable sample batch", "err", err)
@@ -304,7 +355,7 @@ func (in *ingest) addData(ctx context.Context, data []byte, hdr nats.Header, m *
 	// A new boot starts at sequence 1: its earlier batches are its gap.
 	from := st
 	if b.Boot != st.boot {
-		from = &nodeSeq{boot: b.Boot, at: st.at}
+		from = &nodeSeq{boot: b.Boot, at: st.at, seen: st.seen}
 		if st.boot == "" { // never seen: what came before was read at start
 			from = nil
 		}
@@ -315,16 +366,16 @@ func (in *ingest) addData(ctx context.Context, data []byte, hdr nats.Header, m *
 			// Read the stream first; b comes again after it.
 			in.n--
 			in.deferred = append(in.deferred, m)
-			if t := from.at.Add(-gapLookBack); in.force.IsZero() || t.Before(in.force) {
+			if t := from.readFrom(); in.force.IsZero() || t.Before(in.force) {
 				in.force = t
 			}
-			if t := in.lastLive.Add(-resumeMargin); t.Before(in.force) {
+			if t := in.missedSince(); t.Before(in.force) {
 				in.force = t
 			}
 			return
 		}
 	}
-	st.take(b)
+	st.take(b, seen)
 	in.ptrs = append(in.ptrs, b)
 }
 
@@ -374,13 +425,17 @@ func (in *ingest) fillGap(ctx context.Context, k nodeKey, st *nodeSeq, b *events
 	want, found := gap(st, b), uint64(0)
 	last := st.seq
 	var lastBatch *events.GPUSampleBatch
+	var lastStored time.Time
 	mark := in.n
-	err = in.read(ctx, subj, st.at.Add(-gapLookBack), 0, func(m jetstream.Msg) bool {
+	err = in.read(ctx, subj, st.readFrom(), 0, func(m jetstream.Msg) bool {
 		g := in.slot()
 		if err := in.decode(m.Data(), m.Headers(), g); err != nil || g.Boot != b.Boot || g.Seq <= last || g.Seq >= b.Seq {
 			return true
 		}
 		last, lastBatch = g.Seq, g
+		if md, err := m.Metadata(); err == nil {
+			lastStored = md.Timestamp
+		}
 		in.ptrs = append(in.ptrs, g)
 		in.n++
 		found++
@@ -394,7 +449,7 @@ func (in *ingest) fillGap(ctx context.Context, k nodeKey, st *nodeSeq, b *events
 		return false
 	}
 	if s := in.seqs[k]; s != nil && lastBatch != nil {
-		s.take(lastBatch)
+		s.take(lastBatch, lastStored)
 	}
 	if found < want {
 		in.a.Missed.Add(want - found)
@@ -423,8 +478,10 @@ func (in *ingest) apply(settled time.Time) {
 // catchUp reads the stream's sample batches stored from from (the zero time:
 // all) to its end, applying those not applied yet, then applies what the
 // subscription brought meanwhile through the live loop. A read that fails
-// is retried from the time it reached.
-func (in *ingest) catchUp(ctx context.Context, from time.Time) error {
+// is retried from the time it reached: at start five times (then the
+// service stops, with the error), later until ctx ends (JetStream may be
+// recovering after a server restart).
+func (in *ingest) catchUp(ctx context.Context, from time.Time, persistent bool) error {
 	start := time.Now()
 	read := 0
 	for attempt := 0; ; attempt++ {
@@ -446,7 +503,7 @@ func (in *ingest) catchUp(ctx context.Context, from time.Time) error {
 				if err != nil {
 					return true
 				}
-				in.addData(ctx, m.Data(), m.Headers(), nil, false)
+				in.addData(ctx, m.Data(), m.Headers(), nil, md.Timestamp, false)
 				read++
 				last = md.Timestamp
 				if in.n >= in.cfg.Group {
@@ -466,17 +523,17 @@ func (in *ingest) catchUp(ctx context.Context, from time.Time) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if attempt == 4 {
+		if attempt == 4 && !persistent {
 			return fmt.Errorf("read %s: %w", events.StreamTelemetry, err)
 		}
-		in.a.Log.Warn("read sample stream; retrying", "err", err)
+		in.a.Log.Warn("read sample stream; retrying", "err", err, "attempt", attempt+1)
 		if !last.IsZero() {
 			from = last
 		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(time.Duration(attempt+1) * 200 * time.Millisecond):
+		case <-time.After(min(time.Duration(attempt+1)*200*time.Millisecond, 5*time.Second)):
 		}
 	}
 }

@@ -15,7 +15,7 @@ func TestNodeSequences(t *testing.T) {
 		return &events.GPUSampleBatch{Boot: boot, Seq: seq, Dropped: dropped, At: t0.Add(time.Duration(seq) * time.Second)}
 	}
 	var st nodeSeq
-	st.take(batch("A", 100, 0))
+	st.take(batch("A", 100, 0), t0)
 	for _, c := range []struct {
 		b           *events.GPUSampleBatch
 		stale       bool
@@ -37,8 +37,8 @@ func TestNodeSequences(t *testing.T) {
 	}
 	// The agent restarts: boot B is taken, boot A becomes stale even when
 	// it is read again from the stream, and stays so through later boots.
-	st.take(batch("B", 1, 0))
-	st.take(batch("B", 2, 0))
+	st.take(batch("B", 1, 0), t0)
+	st.take(batch("B", 2, 0), t0)
 	if !stale(&st, batch("A", 100, 0)) || !stale(&st, batch("A", 101, 0)) {
 		t.Error("batches of the boot before are not stale")
 	}
@@ -46,9 +46,24 @@ func TestNodeSequences(t *testing.T) {
 		t.Error("boot B: sequence 1 must be stale and 3 not")
 	}
 	for _, boot := range []string{"C", "D", "E", "F"} {
-		st.take(batch(boot, 1, 0))
+		st.take(batch(boot, 1, 0), t0)
 	}
 	if len(st.old) != maxOldBoots || stale(&st, batch("A", 100, 0)) || !stale(&st, batch("B", 2, 0)) {
 		t.Errorf("old boots = %v, want the last %d (B..E)", st.old, maxOldBoots)
+	}
+}
+
+// A node's missing batches are read from a minute before the earlier of its
+// last batch's sample time and arrival: an agent clock running ahead (or
+// behind) skips nothing.
+func TestReadFrom(t *testing.T) {
+	t0 := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	ahead := nodeSeq{at: t0.Add(5 * time.Minute), seen: t0}
+	if got := ahead.readFrom(); !got.Equal(t0.Add(-time.Minute)) {
+		t.Errorf("agent ahead: read from %s, want a minute before arrival", got)
+	}
+	behind := nodeSeq{at: t0.Add(-5 * time.Minute), seen: t0}
+	if got := behind.readFrom(); !got.Equal(t0.Add(-6 * time.Minute)) {
+		t.Errorf("agent behind: read from %s, want a minute before its sample time", got)
 	}
 }

@@ -188,15 +188,6 @@ func (a *API) publishRollups(ctx context.Context, rs []rollupOut) error {
 	return nil
 }
 
-// Flush closes the rollup windows of nodes that stopped reporting.
-func (a *API) Flush(ctx context.Context, grace time.Duration) {
-	var fx fleet.Effects
-	fx.Rollups = a.Fleet.Flush(a.Now(), grace)
-	var out outgoing
-	a.effects(fx, &out)
-	_ = a.publish(ctx, &out) // logged; windows of silent nodes are not behind the checkpoint
-}
-
 // OnGPREvent attributes nodes on provisioned and ends it on released,
 // completed, failed and cancelled. Provisioning reads the GPR's idle settings
 // from the scheduler; if it does not answer, the event is retried.
