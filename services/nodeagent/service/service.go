@@ -218,7 +218,7 @@ func podIndex(ctx context.Context, c Config, log *slog.Logger) (*podindex.Index,
 	if err != nil {
 		return nil, fmt.Errorf("pods.names: kubernetes client: %w", err)
 	}
-	idx := podindex.Start(cs, c.Node)
+	idx := podindex.Start(cs, c.Node, log)
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if !idx.WaitSynced(wctx) {

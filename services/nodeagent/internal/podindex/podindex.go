@@ -7,6 +7,7 @@ package podindex
 
 import (
 	"context"
+	"log/slog"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -27,8 +28,9 @@ type Index struct {
 const byUID = "uid"
 
 // Start watches the pods bound to node until Stop; Lookup answers from what
-// the watch has seen (nothing before the first list).
-func Start(cs kubernetes.Interface, node string) *Index {
+// the watch has seen (nothing before the first list). Failures of the list
+// or watch (a missing role, say) are logged on log and retried with backoff.
+func Start(cs kubernetes.Interface, node string, log *slog.Logger) *Index {
 	factory := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 		o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", node).String()
 	}))
@@ -47,6 +49,9 @@ func Start(cs kubernetes.Interface, node string) *Index {
 		}
 		return nil, nil
 	}})
+	_ = inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
+		log.Warn("watch the node's pods (GPU processes keep pod UIDs only meanwhile)", "node", node, "err", err)
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	x := &Index{informer: inf, cancel: cancel, done: make(chan struct{})}
 	go func() {

@@ -2,9 +2,11 @@ package podindex_test
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -52,14 +54,43 @@ func agentClient(t *testing.T, c *kubetest.ControlPlane, admin kubernetes.Interf
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
 	}, metav1.CreateOptions{})
 	must("binding", err)
+	return tokenClient(t, c, admin, "egs-system", "egs-nodeagent")
+}
+
+// tokenClient is a client with the token of ServiceAccount ns/name.
+func tokenClient(t *testing.T, c *kubetest.ControlPlane, admin kubernetes.Interface, ns, name string) kubernetes.Interface {
+	t.Helper()
 	secs := int64(3600)
-	tr, err := admin.CoreV1().ServiceAccounts("egs-system").CreateToken(ctx, "egs-nodeagent",
+	tr, err := admin.CoreV1().ServiceAccounts(ns).CreateToken(context.Background(), name,
 		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &secs}}, metav1.CreateOptions{})
-	must("token", err)
+	if err != nil {
+		t.Fatalf("token of %s/%s: %v", ns, name, err)
+	}
 	cs, err := kubernetes.NewForConfig(&rest.Config{Host: c.Host, BearerToken: tr.Status.Token,
 		TLSClientConfig: rest.TLSClientConfig{CAData: c.CAPEM}})
-	must("client", err)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return cs
+}
+
+// controlPlane starts a real API server (no controller manager) for the
+// test and returns it with an admin client.
+func controlPlane(ctx context.Context, t *testing.T) (*kubetest.ControlPlane, kubernetes.Interface) {
+	t.Helper()
+	c, err := kubetest.Start(ctx, kubetest.Options{Dir: t.TempDir(), NoControllerManager: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := clientcmd.RESTConfigFromKubeConfig(c.KubeconfigYAML())
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, admin
 }
 
 func pod(ns, name, node string) *corev1.Pod {
@@ -73,18 +104,7 @@ func pod(ns, name, node string) *corev1.Pod {
 func TestProcessesMapToPods(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	c, err := kubetest.Start(ctx, kubetest.Options{Dir: t.TempDir(), NoControllerManager: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc, err := clientcmd.RESTConfigFromKubeConfig(c.KubeconfigYAML())
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, admin := controlPlane(ctx, t)
 	for _, ns := range []string{"team-a", "team-b"} {
 		if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
@@ -103,7 +123,7 @@ func TestProcessesMapToPods(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	idx := podindex.Start(agentClient(t, c, admin), "gpu-1")
+	idx := podindex.Start(agentClient(t, c, admin), "gpu-1", slog.New(slog.DiscardHandler))
 	defer idx.Stop()
 	sctx, scancel := context.WithTimeout(ctx, 30*time.Second)
 	defer scancel()
@@ -147,4 +167,39 @@ func TestProcessesMapToPods(t *testing.T) {
 	if _, ok := resolve(4243); ok {
 		t.Error("a process without a cgroup file maps to a pod")
 	}
+
+	// An account without the role: the agent says why, and names no pod.
+	if _, err := admin.CoreV1().ServiceAccounts("team-a").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "nobody"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var logged strings.Builder
+	var mu sync.Mutex
+	denied := podindex.Start(tokenClient(t, c, admin, "team-a", "nobody"), "gpu-1",
+		slog.New(slog.NewTextHandler(lockedWriter{&mu, &logged}, nil)))
+	defer denied.Stop()
+	wctx, wcancel := context.WithTimeout(ctx, 2*time.Second)
+	defer wcancel()
+	if denied.WaitSynced(wctx) {
+		t.Error("pods listed without the role")
+	}
+	if ns, name := denied.Lookup(string(mine.UID)); ns != "" || name != "" {
+		t.Errorf("Lookup without the role = %q/%q, want nothing", ns, name)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logged.String(), "forbidden") || !strings.Contains(logged.String(), "node=gpu-1") {
+		t.Errorf("log without the role = %q, want the API server's refusal and the node", logged.String())
+	}
+}
+
+// lockedWriter serialises writes from the watch's goroutine and the test's reads.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *strings.Builder
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

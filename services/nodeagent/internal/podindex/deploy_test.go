@@ -1,4 +1,4 @@
-package service_test
+package podindex_test
 
 import (
 	"context"
@@ -11,11 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
-
-	"github.com/open-egs/egs/libs/testkit/kubetest"
 )
 
 // The node agent's manifests are accepted by a real API server (server-side
@@ -24,18 +20,7 @@ import (
 func TestDeployManifests(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	c, err := kubetest.Start(ctx, kubetest.Options{Dir: t.TempDir(), NoControllerManager: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc, err := clientcmd.RESTConfigFromKubeConfig(c.KubeconfigYAML())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, cs := controlPlane(ctx, t)
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "egs-system"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +28,7 @@ func TestDeployManifests(t *testing.T) {
 	var ds appsv1.DaemonSet
 	kinds := map[string]bool{}
 	for _, file := range []string{"nodeagent-clusterrole.yaml", "nodeagent-daemonset.yaml"} {
-		b, err := os.ReadFile("../../../deploy/kubernetes/" + file)
+		b, err := os.ReadFile("../../../../deploy/kubernetes/" + file)
 		if err != nil {
 			t.Fatal(err)
 		}
